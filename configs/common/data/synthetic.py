@@ -1,0 +1,24 @@
+from cosmos.config import LazyCall as L
+from cosmos.data import ClipTokenizer, ResumableLoader
+
+# The built-in synthetic scenes: a resumable training stream and a held-out evaluator.
+dataloader = dict(
+    train=L(ResumableLoader)(
+        dataset=L("datasets.synthetic_scenes")(num_samples=20000, image_size=64, split="train", seed=0),
+        image_transform=L("image_crops.clip_single")(size=64, scale=(0.9, 1.0)),
+        text_transform=L("text_crops.full_caption")(pool="long"),
+        tokenizer=L(ClipTokenizer)(context_length=77),
+        batch_size=64,
+        num_workers=1,
+        seed="${train.seed}",
+    ),
+)
+
+evaluation = dict(
+    synthetic=L("evaluators.synthetic_scenes")(
+        dataset=L("datasets.synthetic_scenes")(num_samples=500, image_size=64, split="val", seed=0),
+        transform=L("image_crops.clip_eval")(size=64),
+        tokenizer=L(ClipTokenizer)(context_length=77),
+        batch_size=128,
+    ),
+)

@@ -1,0 +1,1 @@
+from cosmos.checkpoint.checkpointer import Checkpointer, load_checkpoint  # noqa: F401

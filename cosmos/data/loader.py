@@ -1,0 +1,104 @@
+"""A deterministic, resumable stream of training batches from a map-style dataset.
+
+Batch ``s`` on rank ``r`` holds the samples at stream positions ``(s·W + r)·B … +B-1``; a
+position maps to a dataset index through a per-epoch permutation seeded by ``(seed, epoch)``,
+and each sample's augmentation RNG is seeded by ``(seed, position)``. So batch ``s`` is the same
+whatever the number of workers, and resuming at step ``s`` needs only the number ``s``.
+"""
+from __future__ import annotations
+
+import random
+from typing import Any, Callable, Dict, Iterator, List, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from cosmos.utils.distributed import get_rank, get_world_size
+
+
+def collate(samples: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Stack per-sample dicts: tensors → (B, ...); lists of tensors → list of (B, ...); other → list."""
+    out: Dict[str, Any] = {}
+    for key in samples[0]:
+        values = [s[key] for s in samples]
+        if isinstance(values[0], torch.Tensor):
+            out[key] = torch.stack(values)
+        elif isinstance(values[0], (list, tuple)) and values[0] and isinstance(values[0][0], torch.Tensor):
+            out[key] = [torch.stack(group) for group in zip(*values)]
+        else:
+            out[key] = values
+    out["batch_size"] = len(samples)
+    return out
+
+
+class _PairBatches(Dataset):
+    """Map-style dataset over batch indices; item ``s`` is the whole batch ``s``."""
+
+    def __init__(self, dataset, image_transform: Callable, text_transform: Callable, tokenizer: Callable,
+                 batch_size: int, seed: int, rank: int, world_size: int) -> None:
+        self.dataset, self.image_transform, self.text_transform = dataset, image_transform, text_transform
+        self.tokenizer, self.batch_size, self.seed = tokenizer, batch_size, seed
+        self.rank, self.world_size = rank, world_size
+        self._perm_epoch, self._perm = -1, None
+
+    def __len__(self) -> int:  # the stream is endless; the sampler decides what is read
+        return 2 ** 62
+
+    def dataset_index(self, position: int) -> int:
+        n = len(self.dataset)
+        epoch = position // n
+        if epoch != self._perm_epoch:
+            self._perm = np.random.default_rng([self.seed, epoch]).permutation(n)
+            self._perm_epoch = epoch
+        return int(self._perm[position % n])
+
+    def make_sample(self, position: int) -> Dict[str, Any]:
+        sample = self.dataset[self.dataset_index(position)]
+        rng = random.Random((self.seed << 48) ^ position)
+        torch.manual_seed(rng.getrandbits(63))  # torchvision draws crop geometry from torch's RNG
+        out = dict(self.image_transform(sample["image"]))
+        out["tokens"] = self.tokenizer(self.text_transform(sample["captions"], rng))
+        out["key"] = sample.get("key", str(position))
+        return out
+
+    def __getitem__(self, step: int) -> Dict[str, Any]:
+        first = (step * self.world_size + self.rank) * self.batch_size
+        return collate([self.make_sample(first + j) for j in range(self.batch_size)])
+
+
+class _CountFrom(Sampler):
+    def __init__(self, start: int) -> None:
+        self.start = start
+
+    def __iter__(self) -> Iterator[int]:
+        step = self.start
+        while True:
+            yield step
+            step += 1
+
+
+class ResumableLoader:
+    """Endless iterator of batches; ``state_dict()`` is the number of batches handed out."""
+
+    def __init__(self, dataset, image_transform: Callable, text_transform: Callable,
+                 tokenizer: Callable, batch_size: int, num_workers: int = 0, seed: int = 0,
+                 pin_memory: bool = False) -> None:
+        self.batches = _PairBatches(dataset, image_transform, text_transform, tokenizer, batch_size,
+                                    seed, get_rank(), get_world_size())
+        self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
+        self.position = 0
+
+    def __iter__(self) -> Iterator[Dict[str, Any]]:
+        loader = DataLoader(self.batches, batch_size=None, sampler=_CountFrom(self.position),
+                            num_workers=self.num_workers, pin_memory=self.pin_memory,
+                            persistent_workers=False)
+        for batch in loader:
+            self.position += 1
+            yield batch
+
+    def state_dict(self) -> Dict[str, int]:
+        return {"position": self.position}
+
+    def load_state_dict(self, state: Optional[Dict[str, int]]) -> None:
+        self.position = int(state["position"]) if state else 0

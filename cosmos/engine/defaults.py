@@ -1,0 +1,234 @@
+"""Convenience defaults shared by the entry points in ``tools/``: argument parser, run-directory
+setup, building the trainer from a config, evaluation and export. Opinionated by design; the
+stable core is ``trainer.py`` and ``hooks.py``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import shutil
+import sys
+from typing import Any, Callable, Dict, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from cosmos.checkpoint import Checkpointer, load_checkpoint
+from cosmos.config import LazyConfig, instantiate
+from cosmos.engine import hooks as H
+from cosmos.engine.trainer import Trainer
+from cosmos.utils.atomic import atomic_write, atomic_write_text
+from cosmos.utils.distributed import get_rank, is_main_process
+from cosmos.utils.errors import CheckpointError, CosmosError
+from cosmos.utils.events import JSONWriter, ProgressPrinter, TensorboardWriter
+from cosmos.utils.logger import setup_logger
+
+logger = logging.getLogger("cosmos")
+
+
+def default_argument_parser(description: str = "cosmos training") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", required=True, metavar="FILE", help="LazyConfig .py or .yaml")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the run directory's last checkpoint (the default)")
+    parser.add_argument("--no-resume", action="store_true",
+                        help="start from scratch; refused if the run directory has checkpoints")
+    parser.add_argument("--eval-only", action="store_true", help="evaluate and exit")
+    parser.add_argument("--checkpoint", default="", help="weights for --eval-only")
+    parser.add_argument("opts", nargs=argparse.REMAINDER,
+                        help="config overrides key=value (+key=value adds a new key)")
+    return parser
+
+
+def load_config(config_file: str, overrides) -> Any:
+    cfg = LazyConfig.load(config_file)
+    return LazyConfig.apply_overrides(cfg, list(overrides or []))
+
+
+def prepare_output_dir(path: str) -> str:
+    """Create the run directory and check it is writable; one-line error otherwise."""
+    if not path:
+        raise CosmosError("train.output_dir is empty; set train.output_dir=PATH")
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, f".write_test.{os.getpid()}")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as exc:
+        raise CosmosError(f"output directory {path} is not writable: {exc.strerror or exc}") from None
+    return path
+
+
+def select_device(name: str) -> torch.device:
+    if name in ("auto", "", None):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise CosmosError(f"train.device={name} but CUDA is not available; use train.device=cpu")
+    return torch.device(name)
+
+
+def seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
+def default_setup(cfg: Any, args: argparse.Namespace) -> str:
+    """Run directory, logging, seeds and the saved configs. Returns the output directory."""
+    output_dir = prepare_output_dir(cfg.train.output_dir)
+    setup_logger(output_dir, rank=get_rank())
+    logger.info("command: %s", " ".join(sys.argv))
+    logger.info("torch %s, device %s, output_dir %s", torch.__version__,
+                cfg.train.get("device", "auto"), os.path.abspath(output_dir))
+    if is_main_process():
+        _save_config(cfg, args.config_file, output_dir)
+    seed_all(int(cfg.train.seed))
+    torch.set_float32_matmul_precision("high")
+    return output_dir
+
+
+def _save_config(cfg: Any, config_file: str, output_dir: str) -> None:
+    """Write ``config.yaml`` (resolved, reloadable); keep a differing earlier one as a backup."""
+    path = os.path.join(output_dir, "config.yaml")
+    if os.path.exists(path):
+        tmp = os.path.join(output_dir, "config.new.yaml")
+        LazyConfig.save(cfg, tmp)
+        with open(path) as a, open(tmp) as b:
+            same = a.read() == b.read()
+        if not same:
+            n = 1
+            while os.path.exists(f"{path}.{n}"):
+                n += 1
+            os.replace(path, f"{path}.{n}")
+            logger.info("config differs from the run's earlier one; kept it as config.yaml.%d", n)
+        os.replace(tmp, path)
+    else:
+        LazyConfig.save(cfg, path)
+    if config_file.endswith(".py"):
+        shutil.copyfile(config_file, os.path.join(output_dir, "config_source.py"))
+
+
+def build_optimizer(cfg: Any, model: nn.Module) -> torch.optim.Optimizer:
+    """Instantiate ``cfg.optimizer`` with the model injected as ``params.model``."""
+    cfg.optimizer.params.model = model
+    try:
+        return instantiate(cfg.optimizer)
+    finally:
+        cfg.optimizer.params.model = None
+
+
+def build_evaluators(cfg: Any) -> Dict[str, Callable]:
+    evaluation = cfg.get("evaluation") or {}
+    return {name: instantiate(node) for name, node in evaluation.items() if node is not None}
+
+
+def evaluate(meta_arch: nn.Module, evaluators: Dict[str, Callable]) -> Dict[str, float]:
+    """Run every evaluator on every encoder of the meta-architecture (student, teacher …)."""
+    results: Dict[str, float] = {}
+    encoders = meta_arch.encoders() if hasattr(meta_arch, "encoders") else {"model": meta_arch}
+    for enc_name, encoder in encoders.items():
+        for ev_name, evaluator in evaluators.items():
+            prefix = f"{enc_name}/" if len(evaluators) == 1 else f"{enc_name}/{ev_name}/"
+            for key, value in evaluator(encoder).items():
+                results[prefix + key] = value
+    return results
+
+
+def write_results(results: Dict[str, float], eval_dir: str, step: int) -> None:
+    """``eval/results.json`` and ``eval/results.md`` (a table) for the final results."""
+    os.makedirs(eval_dir, exist_ok=True)
+    atomic_write_text(os.path.join(eval_dir, "results.json"),
+                      json.dumps({"iter": step, **results}, indent=2, sort_keys=True))
+    lines = [f"# Evaluation at step {step}", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {v:.2f} |" for k, v in sorted(results.items())]
+    atomic_write_text(os.path.join(eval_dir, "results.md"), "\n".join(lines) + "\n")
+
+
+def load_model_weights(model: nn.Module, path: str) -> None:
+    """Load a model (or a full training checkpoint's ``model`` entry) with a one-line error."""
+    state = load_checkpoint(path)
+    state = state.get("model", state) if isinstance(state, dict) else state
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"checkpoint {path} does not fit the model: {len(missing)} missing keys "
+            f"(e.g. {missing[:2]}), {len(unexpected)} unexpected keys (e.g. {unexpected[:2]})")
+
+
+def build_trainer(cfg: Any, output_dir: str, resume: bool = True) -> Trainer:
+    """Model, optimizer, loader, hooks, and the state of the last checkpoint if there is one."""
+    device = select_device(cfg.train.get("device", "auto"))
+    model = instantiate(cfg.model).to(device)
+    optimizer = build_optimizer(cfg, model)
+    data_loader = instantiate(cfg.dataloader.train)
+    amp = cfg.train.get("amp") or {}
+    trainer = Trainer(model, data_loader, optimizer, cfg.train.max_iter, device,
+                      amp_dtype=amp.get("dtype") if amp.get("enabled", False) else None,
+                      grad_clip=cfg.train.get("grad_clip"))
+    checkpointer = Checkpointer(os.path.join(output_dir, "checkpoints"),
+                                max_to_keep=cfg.train.get("max_to_keep"), enabled=is_main_process())
+    evaluators = build_evaluators(cfg)
+    writers = [ProgressPrinter(cfg.train.max_iter)]
+    if is_main_process():
+        writers += [JSONWriter(os.path.join(output_dir, "metrics.jsonl")),
+                    TensorboardWriter(os.path.join(output_dir, "tensorboard"))]
+    extra_hooks = [instantiate(h) for h in (cfg.train.get("hooks") or [])]
+    trainer.register_hooks([
+        H.ParamSchedule(instantiate(cfg.lr_multiplier),
+                        instantiate(cfg.wd_multiplier) if cfg.get("wd_multiplier") else None),
+        H.NaNGuard(),
+        *extra_hooks,
+        H.LogitScaleClamp(cfg.train.get("max_logit_scale", 100.0)),
+        H.EvalHook(cfg.train.get("eval_period", 0), lambda: evaluate(model, evaluators),
+                   os.path.join(output_dir, "eval")) if evaluators else None,
+        H.PeriodicCheckpointer(checkpointer, cfg.train.checkpoint_period),
+        H.PeriodicWriter(writers, cfg.train.log_period),
+    ])
+    _restore(trainer, checkpointer, cfg, resume)
+    return trainer
+
+
+def _restore(trainer: Trainer, checkpointer: Checkpointer, cfg: Any, resume: bool) -> None:
+    existing = checkpointer.all_checkpoints()
+    if not resume and existing:
+        raise CosmosError(
+            f"{checkpointer.save_dir} already holds {len(existing)} checkpoint(s); drop --no-resume "
+            "to continue that run, or choose another train.output_dir")
+    state = checkpointer.load_latest() if resume else None
+    if state is not None:
+        try:
+            trainer.load_state_dict(state)
+        except (RuntimeError, KeyError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0][:200]
+            raise CheckpointError(f"checkpoint in {checkpointer.save_dir} does not fit this config: "
+                                  f"{first}") from exc
+        logger.info("resumed at step %d", trainer.iter)
+    elif cfg.train.get("init_checkpoint"):
+        load_model_weights(trainer.model, cfg.train.init_checkpoint)
+        logger.info("initialised weights from %s", cfg.train.init_checkpoint)
+
+
+def export_encoders(meta_arch: nn.Module, output_dir: str) -> None:
+    """Write ``<name>.pth`` (state dict) for each encoder of the meta-architecture."""
+    if not is_main_process():
+        return
+    for name, encoder in meta_arch.encoders().items():
+        state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
+        atomic_write(os.path.join(output_dir, f"{name}.pth"), lambda f, s=state: torch.save(s, f))
+
+
+def run_cli(main: Callable[[argparse.Namespace], Any], args: argparse.Namespace) -> Any:
+    """Run ``main(args)``; user errors print one line (``COSMOS_TRACEBACK=1`` shows the trace)."""
+    try:
+        return main(args)
+    except CosmosError as exc:
+        if os.environ.get("COSMOS_TRACEBACK"):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

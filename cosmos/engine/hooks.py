@@ -1,0 +1,129 @@
+"""Training hooks: schedules, logit-scale clamp, metric writers, checkpoints, evaluation, NaN guard."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import torch
+
+from cosmos.utils.atomic import atomic_write_text
+from cosmos.engine.trainer import HookBase
+from cosmos.utils.errors import NonFiniteLossError
+
+logger = logging.getLogger(__name__)
+
+
+class ParamSchedule(HookBase):
+    """Sets lr (and optionally weight decay) of every param group before each step.
+
+    lr = ``base_lr × lr_multiplier(step) × group["lr_scale"]``;
+    wd = ``group["initial_weight_decay"] × wd_multiplier(step)`` — pure functions of the step.
+    """
+
+    def __init__(self, lr_multiplier: Callable[[int], float],
+                 wd_multiplier: Optional[Callable[[int], float]] = None) -> None:
+        self.lr_multiplier, self.wd_multiplier = lr_multiplier, wd_multiplier
+
+    def before_train(self) -> None:
+        for group in self.trainer.optimizer.param_groups:
+            group.setdefault("base_lr", group["lr"])
+            group.setdefault("initial_weight_decay", group.get("weight_decay", 0.0))
+
+    def before_step(self) -> None:
+        step = self.trainer.iter
+        lr_mult = self.lr_multiplier(step)
+        for group in self.trainer.optimizer.param_groups:
+            group["lr"] = group["base_lr"] * lr_mult * group.get("lr_scale", 1.0)
+            if self.wd_multiplier is not None:
+                group["weight_decay"] = group["initial_weight_decay"] * self.wd_multiplier(step)
+
+
+class LogitScaleClamp(HookBase):
+    """After each step, clamps every parameter named ``*logit_scale`` to [0, ln max_scale]."""
+
+    def __init__(self, max_scale: float = 100.0) -> None:
+        self.max_log = math.log(max_scale)
+
+    def after_step(self) -> None:
+        with torch.no_grad():
+            for name, param in self.trainer.model.named_parameters():
+                if name.endswith("logit_scale"):
+                    param.clamp_(0.0, self.max_log)
+
+
+class NaNGuard(HookBase):
+    """Stops training before the optimizer step when a loss term is NaN or Inf."""
+
+    def after_backward(self) -> None:
+        for name, value in self.trainer.loss_dict.items():
+            if not torch.isfinite(value.detach()).all():
+                raise NonFiniteLossError(
+                    f"step {self.trainer.iter + 1}: loss term '{name}' is {float(value)}; "
+                    f"stopping before the optimizer step (weights of step {self.trainer.iter} kept)")
+
+
+class PeriodicWriter(HookBase):
+    """Flushes the metric storage to the writers every ``period`` steps and at the end."""
+
+    def __init__(self, writers: Sequence[Any], period: int = 20) -> None:
+        self.writers, self.period = list(writers), max(1, int(period))
+
+    def after_step(self) -> None:
+        it = self.trainer.iter
+        if it % self.period == 0 or it == self.trainer.max_iter:
+            for writer in self.writers:
+                writer.write(self.trainer.storage)
+
+    def after_train(self) -> None:
+        for writer in self.writers:
+            writer.write(self.trainer.storage)  # results of a final evaluation
+            writer.close()
+
+
+class PeriodicCheckpointer(HookBase):
+    """Saves the trainer state every ``period`` steps and after the last step."""
+
+    def __init__(self, checkpointer, period: int) -> None:
+        self.checkpointer, self.period = checkpointer, int(period)
+
+    def after_step(self) -> None:
+        it = self.trainer.iter
+        if (self.period > 0 and it % self.period == 0) or it == self.trainer.max_iter:
+            self.checkpointer.save(it, self.trainer.state_dict())
+
+
+class EvalHook(HookBase):
+    """Runs ``evaluate() -> {name: value}`` every ``period`` steps and after training.
+
+    Results go to the metric storage (``eval/<name>``) and to ``eval_dir/results_NNNNNNN.json``.
+    """
+
+    def __init__(self, period: int, evaluate: Callable[[], Dict[str, float]],
+                 eval_dir: Optional[str] = None) -> None:
+        self.period, self.evaluate, self.eval_dir = int(period), evaluate, eval_dir
+        self.last_results: Dict[str, float] = {}
+        self._last_iter = -1
+
+    def _run(self) -> None:
+        it = self.trainer.iter
+        if it == self._last_iter:
+            return
+        results = self.evaluate()
+        self._last_iter, self.last_results = it, results
+        self.trainer.storage.put_scalars(**{f"eval/{k}": v for k, v in results.items()})
+        if self.eval_dir:
+            os.makedirs(self.eval_dir, exist_ok=True)
+            atomic_write_text(os.path.join(self.eval_dir, f"results_{it:07d}.json"),
+                              json.dumps({"iter": it, **results}, indent=2, sort_keys=True))
+
+    def after_step(self) -> None:
+        it = self.trainer.iter
+        if self.period > 0 and it % self.period == 0 and it != self.trainer.max_iter:
+            self._run()
+
+    def after_train(self) -> None:
+        if self.trainer.iter == self.trainer.max_iter:
+            self._run()

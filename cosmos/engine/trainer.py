@@ -1,0 +1,162 @@
+"""A small generic training loop: batch → meta-architecture → loss dict → backward → step.
+
+The trainer knows nothing about CLIP or COSMOS. Everything periodic (schedules, logging,
+checkpoints, evaluation, EMA, NaN guard) is a hook. ``trainer.iter`` counts completed steps.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import weakref
+from typing import Any, Dict, Iterable, List, Optional
+
+import torch
+from torch import nn
+
+from cosmos.utils.events import EventStorage
+
+logger = logging.getLogger(__name__)
+
+
+class HookBase:
+    """Called by the trainer around each step; state from ``state_dict`` goes in checkpoints."""
+
+    trainer: "Trainer"
+
+    def before_train(self) -> None: ...
+    def after_train(self) -> None: ...
+    def before_step(self) -> None: ...
+    def after_backward(self) -> None: ...
+    def after_step(self) -> None: ...
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None: ...
+
+
+def move_to_device(batch: Any, device: torch.device) -> Any:
+    """Tensors (also inside dicts and lists) → device; other values unchanged."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: move_to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)) and batch and isinstance(batch[0], torch.Tensor):
+        return [move_to_device(v, device) for v in batch]
+    return batch
+
+
+class Trainer:
+    """Runs ``max_iter`` optimizer steps of ``model(batch)["loss"]``.
+
+    Args:
+        model: a meta-architecture; ``model(batch)`` returns a dict of scalar loss terms that
+            includes the total ``loss``.
+        data_loader: an endless iterable of batch dicts; optional ``state_dict``/``load_state_dict``
+            make the data position part of checkpoints.
+        amp_dtype: None (fp32), ``"bf16"`` or ``"fp16"`` (fp16 uses a GradScaler); CUDA only.
+        grad_clip: max global gradient norm, or None.
+    """
+
+    def __init__(self, model: nn.Module, data_loader: Iterable, optimizer: torch.optim.Optimizer,
+                 max_iter: int, device: torch.device, amp_dtype: Optional[str] = None,
+                 grad_clip: Optional[float] = None) -> None:
+        self.model, self.data_loader, self.optimizer = model, data_loader, optimizer
+        self.max_iter, self.device, self.grad_clip = int(max_iter), device, grad_clip
+        if device.type != "cuda":
+            amp_dtype = None  # CPU trains in fp32
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, None: None}[amp_dtype]
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.iter = 0
+        self.storage = EventStorage()
+        self.hooks: List[HookBase] = []
+        self.loss_dict: Dict[str, torch.Tensor] = {}
+        self._data_iter = None
+
+    def register_hooks(self, hooks: Iterable[Optional[HookBase]]) -> None:
+        for hook in hooks:
+            if hook is not None:
+                hook.trainer = weakref.proxy(self)
+                self.hooks.append(hook)
+
+    def _call(self, name: str) -> None:
+        for hook in self.hooks:
+            getattr(hook, name)()
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def train(self) -> None:
+        logger.info("training from step %d to %d", self.iter, self.max_iter)
+        self.model.train()
+        self._data_iter = iter(self.data_loader)
+        self._call("before_train")
+        try:
+            while self.iter < self.max_iter:
+                self.storage.iter = self.iter + 1
+                self._call("before_step")
+                self.run_step()
+                self.iter += 1
+                self._call("after_step")
+        finally:
+            self._call("after_train")
+
+    def run_step(self) -> None:
+        start = time.perf_counter()
+        batch = next(self._data_iter)
+        data_time = time.perf_counter() - start
+        batch = move_to_device(batch, self.device)
+        with self.autocast():
+            loss_dict = self.model(batch)
+        self.loss_dict = loss_dict
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss_dict["loss"]).backward()
+        self._call("after_backward")
+        if self.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+            self.storage.put_scalar("grad_norm", float(grad_norm))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        step_time = time.perf_counter() - start
+        batch_size = batch.get("batch_size", 0) if isinstance(batch, dict) else 0
+        self.storage.put_scalars(**{k: float(v.detach()) for k, v in loss_dict.items()})
+        self.storage.put_scalars(time=step_time, data_time=data_time,
+                                 lr=self.optimizer.param_groups[0]["lr"])
+        if batch_size:
+            self.storage.put_scalar("pairs_per_s", batch_size / step_time)
+        extra = getattr(self.model, "extra_metrics", None)
+        if callable(extra):
+            self.storage.put_scalars(**extra())
+
+    # -- checkpoint state -------------------------------------------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        state = {
+            "iter": self.iter,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "hooks": {type(h).__name__: h.state_dict() for h in self.hooks if h.state_dict()},
+            "rng": torch.get_rng_state(),
+        }
+        if hasattr(self.data_loader, "state_dict"):
+            state["data"] = self.data_loader.state_dict()
+        return state
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        hooks = state.get("hooks", {})
+        for hook in self.hooks:
+            if type(hook).__name__ in hooks:
+                hook.load_state_dict(hooks[type(hook).__name__])
+        if hasattr(self.data_loader, "load_state_dict"):
+            self.data_loader.load_state_dict(state.get("data"))
+        if "rng" in state:
+            torch.set_rng_state(state["rng"])
+        self.iter = int(state["iter"])

@@ -1,0 +1,3 @@
+"""Zero-shot evaluation. Importing this package registers the built-in evaluators."""
+from cosmos.evaluation.retrieval import retrieval_metrics  # noqa: F401
+from cosmos.evaluation.synthetic import SceneEvaluator  # noqa: F401

@@ -1,0 +1,2 @@
+"""Meta-architectures. Importing this package registers them."""
+from cosmos.meta_arch.clip import CLIP  # noqa: F401

@@ -1,0 +1,75 @@
+"""Schedules, parameter groups, and the atomic checkpointer."""
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+
+from cosmos.checkpoint import Checkpointer, load_checkpoint
+from cosmos.models import DualEncoder, TextTransformer, VisionTransformer
+from cosmos.solver import Constant, WarmupCosine, get_param_groups
+from cosmos.utils.errors import CheckpointError
+
+
+def test_warmup_cosine_values() -> None:
+    s = WarmupCosine(total_steps=10, warmup_steps=2)
+    assert s(0) == 0.5 and s(1) == 1.0 and s(2) == 1.0
+    assert s(6) == pytest.approx(0.5)  # halfway through the cosine part (4 of 8 steps)
+    assert s(10) == pytest.approx(0.0) and s(50) == pytest.approx(0.0)
+    f = WarmupCosine(total_steps=4, final_value=0.1)
+    assert f(2) == pytest.approx(0.1 + 0.9 * 0.5) and f(4) == pytest.approx(0.1)
+    assert Constant(0.3)(123) == 0.3
+
+
+def test_param_groups_exclude_norms_biases_scalars() -> None:
+    model = DualEncoder(VisionTransformer(32, 16, 16, 1, 2, output_dim=8),
+                        TextTransformer(8, 50, 16, 1, 2, output_dim=8))
+    decay, no_decay = get_param_groups(model, weight_decay=0.5)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for p in decay["params"]}
+    skipped = {names[id(p)] for p in no_decay["params"]}
+    assert decay["weight_decay"] == 0.5 and no_decay["weight_decay"] == 0.0
+    assert {"logit_scale", "visual.class_embedding", "visual.ln_pre.weight",
+            "visual.transformer.resblocks.0.attn.in_proj_bias", "text.ln_final.bias"} <= skipped
+    assert {"visual.conv1.weight", "visual.positional_embedding", "visual.proj",
+            "text.token_embedding.weight", "text.text_projection",
+            "text.transformer.resblocks.0.attn.in_proj_weight"} <= decayed
+    assert len(decayed) + len(skipped) == len(names)
+
+
+def test_checkpointer_atomic_pointer_and_keep_last(tmp_path) -> None:
+    ck = Checkpointer(str(tmp_path), max_to_keep=2)
+    for step in (1, 2, 3):
+        ck.save(step, {"iter": step, "w": torch.full((2,), float(step))})
+    assert [os.path.basename(p) for p in ck.all_checkpoints()] == ["model_0000002.pth",
+                                                                   "model_0000003.pth"]
+    assert (tmp_path / "last_checkpoint").read_text().strip() == "model_0000003.pth"
+    assert ck.load_latest()["iter"] == 3
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+
+
+def test_corrupt_newest_falls_back_to_older(tmp_path) -> None:
+    ck = Checkpointer(str(tmp_path))
+    ck.save(1, {"iter": 1})
+    ck.save(2, {"iter": 2})
+    (tmp_path / "model_0000002.pth").write_bytes(b"\x00" * 10)
+    assert ck.load_latest()["iter"] == 1
+
+
+def test_stale_pointer_and_temporaries(tmp_path) -> None:
+    ck = Checkpointer(str(tmp_path))
+    ck.save(4, {"iter": 4})
+    (tmp_path / "last_checkpoint").write_text("model_0000009.pth\n")
+    (tmp_path / ".model_0000010.pth.abc.tmp").write_bytes(b"partial")
+    ck2 = Checkpointer(str(tmp_path))  # a new run removes leftovers of a killed save
+    assert not (tmp_path / ".model_0000010.pth.abc.tmp").exists()
+    assert ck2.load_latest()["iter"] == 4
+
+
+def test_load_refuses_code_in_pickles(tmp_path) -> None:
+    path = tmp_path / "evil.pth"
+    torch.save({"obj": math.sqrt}, path)  # a function reference: not allowed with weights_only
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_checkpoint(str(path))
