@@ -127,3 +127,10 @@ class EvalHook(HookBase):
     def after_train(self) -> None:
         if self.trainer.iter == self.trainer.max_iter:
             self._run()
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"iter": self._last_iter, "results": dict(self.last_results)}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self._last_iter = int(state.get("iter", -1))
+        self.last_results = dict(state.get("results", {}))

@@ -1,0 +1,1 @@
+"""EMA teacher and momentum schedulers (registered in ``cosmos.registry.EMA_SCHEDULERS``)."""
