@@ -42,12 +42,13 @@ class MultiheadSelfAttention(nn.Module):
 class ResidualAttentionBlock(nn.Module):
     """x ← x + Attn(LN₁ x); x ← x + MLP(LN₂ x)."""
 
-    def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0) -> None:
+    def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0,
+                 quick_gelu: bool = False) -> None:
         super().__init__()
         self.ln_1 = nn.LayerNorm(width)
         self.attn = MultiheadSelfAttention(width, heads)
         self.ln_2 = nn.LayerNorm(width)
-        self.mlp = Mlp(width, int(width * mlp_ratio))
+        self.mlp = Mlp(width, int(width * mlp_ratio), quick_gelu=quick_gelu)
 
     def forward(self, x: torch.Tensor, *, is_causal: bool = False) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), is_causal=is_causal)
@@ -58,12 +59,12 @@ class Transformer(nn.Module):
     """A stack of residual attention blocks (``resblocks``), optional gradient checkpointing."""
 
     def __init__(self, width: int, layers: int, heads: int, mlp_ratio: float = 4.0,
-                 grad_checkpointing: bool = False) -> None:
+                 grad_checkpointing: bool = False, quick_gelu: bool = False) -> None:
         super().__init__()
         self.width = width
         self.grad_checkpointing = grad_checkpointing
         self.resblocks = nn.ModuleList(
-            ResidualAttentionBlock(width, heads, mlp_ratio) for _ in range(layers))
+            ResidualAttentionBlock(width, heads, mlp_ratio, quick_gelu) for _ in range(layers))
 
     def forward(self, x: torch.Tensor, *, is_causal: bool = False) -> torch.Tensor:
         """x: (B, L, W) → (B, L, W)."""

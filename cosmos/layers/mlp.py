@@ -5,13 +5,20 @@ import torch
 from torch import nn
 
 
-class Mlp(nn.Module):
-    """Linear → GELU → Linear. x: (..., width) → (..., width)."""
+class QuickGELU(nn.Module):
+    """x · sigmoid(1.702 x), the activation OpenAI-trained CLIP weights expect. Shape preserved."""
 
-    def __init__(self, width: int, hidden: int) -> None:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+class Mlp(nn.Module):
+    """Linear → GELU (or QuickGELU) → Linear. x: (..., width) → (..., width)."""
+
+    def __init__(self, width: int, hidden: int, quick_gelu: bool = False) -> None:
         super().__init__()
         self.c_fc = nn.Linear(width, hidden)
-        self.gelu = nn.GELU()
+        self.gelu = QuickGELU() if quick_gelu else nn.GELU()
         self.c_proj = nn.Linear(hidden, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

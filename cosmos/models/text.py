@@ -20,13 +20,14 @@ class TextTransformer(nn.Module):
 
     def __init__(self, context_length: int = 77, vocab_size: int = 49408, width: int = 512,
                  layers: int = 12, heads: int = 8, mlp_ratio: float = 4.0, output_dim: int = 512,
-                 grad_checkpointing: bool = False) -> None:
+                 grad_checkpointing: bool = False, quick_gelu: bool = False) -> None:
         super().__init__()
         self.context_length, self.vocab_size, self.width, self.output_dim = (
             context_length, vocab_size, width, output_dim)
         self.token_embedding = nn.Embedding(vocab_size, width)
         self.positional_embedding = nn.Parameter(torch.empty(context_length, width))
-        self.transformer = Transformer(width, layers, heads, mlp_ratio, grad_checkpointing)
+        self.transformer = Transformer(width, layers, heads, mlp_ratio, grad_checkpointing,
+                                       quick_gelu)
         self.ln_final = nn.LayerNorm(width)
         self.text_projection = nn.Parameter(torch.empty(width, output_dim))
         self.reset_parameters(layers)

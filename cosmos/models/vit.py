@@ -42,7 +42,7 @@ class VisionTransformer(nn.Module):
 
     def __init__(self, image_size: int = 224, patch_size: int = 16, width: int = 768,
                  layers: int = 12, heads: int = 12, mlp_ratio: float = 4.0, output_dim: int = 512,
-                 grad_checkpointing: bool = False) -> None:
+                 grad_checkpointing: bool = False, quick_gelu: bool = False) -> None:
         super().__init__()
         if image_size % patch_size:
             raise ValueError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
@@ -54,7 +54,8 @@ class VisionTransformer(nn.Module):
         self.class_embedding = nn.Parameter(scale * torch.randn(width))
         self.positional_embedding = nn.Parameter(scale * torch.randn(grid * grid + 1, width))
         self.ln_pre = nn.LayerNorm(width)
-        self.transformer = Transformer(width, layers, heads, mlp_ratio, grad_checkpointing)
+        self.transformer = Transformer(width, layers, heads, mlp_ratio, grad_checkpointing,
+                                       quick_gelu)
         self.ln_post = nn.LayerNorm(width)
         self.proj = nn.Parameter(scale * torch.randn(width, output_dim))
 
