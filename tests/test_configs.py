@@ -70,3 +70,13 @@ def test_config_builds_and_runs_one_step(path, tmp_path) -> None:
         node.dataset.num_samples = 4
         results = instantiate(node)(model.encoders()["student"])
         assert results and all(0 <= v <= 100 for v in results.values())
+
+
+def test_image_tower_swap_is_one_override() -> None:
+    cfg = LazyConfig.load(os.path.join(REPO, "configs", "clip", "clip_tiny_synthetic.py"))
+    LazyConfig.apply_overrides(cfg, [
+        "model.model.visual={_target_: backbones.timm_vit, model_name: vit_tiny_patch16_224, "
+        "image_size: 32, output_dim: 128}"])
+    model = instantiate(cfg.model)
+    assert type(model.model.visual).__name__ == "TimmImageTower"
+    assert model.model.encode_image(torch.randn(2, 3, 32, 32)).shape == (2, 128)
