@@ -183,6 +183,7 @@ def build_trainer(cfg: Any, output_dir: str, resume: bool = True) -> Trainer:
         H.ParamSchedule(instantiate(cfg.lr_multiplier),
                         instantiate(cfg.wd_multiplier) if cfg.get("wd_multiplier") else None),
         H.NaNGuard(),
+        build_ema_hook(cfg),
         *extra_hooks,
         H.LogitScaleClamp(cfg.train.get("max_logit_scale", 100.0)),
         H.EvalHook(cfg.train.get("eval_period", 0), lambda: evaluate(model, evaluators),
@@ -192,6 +193,15 @@ def build_trainer(cfg: Any, output_dir: str, resume: bool = True) -> Trainer:
     ])
     _restore(trainer, checkpointer, cfg, resume)
     return trainer
+
+
+def build_ema_hook(cfg: Any) -> Optional[H.HookBase]:
+    """The EMA teacher hook when the config has an ``ema`` section."""
+    if not cfg.get("ema"):
+        return None
+    from cosmos.ema.hook import EMAHook
+    return EMAHook(instantiate(cfg.ema.momentum),
+                   before_optimizer_step=bool(cfg.ema.get("before_optimizer_step", False)))
 
 
 def _restore(trainer: Trainer, checkpointer: Checkpointer, cfg: Any, resume: bool) -> None:

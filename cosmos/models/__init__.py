@@ -7,3 +7,6 @@ from cosmos.models.convert import from_openclip, read_state_dict, to_openclip  #
 from cosmos.models.cross_attention import (  # noqa: F401
     AttentionalCrossPooler, CrossAttention, TokenMapping, cross_modal_embedding)
 from cosmos.models.timm_tower import TimmImageTower  # noqa: F401
+from cosmos.models.cosmos_student import CosmosStudent  # noqa: F401
+from cosmos.models.convert_cosmos import (  # noqa: F401
+    build_cosmos_student, export_openclip, from_official_cosmos, to_official_cosmos)

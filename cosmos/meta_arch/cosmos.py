@@ -1,0 +1,148 @@
+"""COSMOS meta-architecture: CLIP loss on global crops × text crops plus cross-modal
+self-distillation against an EMA teacher (reference/cosmos-official.md §1.8, §2, §4)."""
+from __future__ import annotations
+
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cosmos.ema.teacher import make_teacher
+from cosmos.models.cross_attention import cross_modal_embedding
+from cosmos.registry import META_ARCHS
+
+
+def caption_major(tokens: torch.Tensor) -> torch.Tensor:
+    """(B, n, L) → (n·B, L), rows k·B … k·B+B−1 holding caption k of every sample."""
+    return tokens.transpose(0, 1).reshape(-1, tokens.shape[-1])
+
+
+def padding_mask(tokens: torch.Tensor) -> torch.Tensor:
+    """(B, L) True at positions after each sequence's EOT (the argmax token)."""
+    eot = tokens.argmax(dim=-1, keepdim=True)
+    return torch.arange(tokens.shape[-1], device=tokens.device)[None, :] > eot
+
+
+@META_ARCHS.register(name="cosmos")
+class COSMOS(nn.Module):
+    """Student on all crops and captions, teacher (EMA copy) on the global crops and captions.
+
+    Batch keys: ``global_crops`` list of G tensors (B, 3, g, g); ``local_crops`` list of L
+    tensors (B, 3, l, l) (may be empty); ``tokens`` (B, n, T) with the n_global global captions
+    first. Returns ``clip_loss``, ``distill_loss`` and the weighted total ``loss``.
+
+    Args:
+        mask_text_padding: hide text padding from cross-attention keys (off = official).
+        cross_attention: off = distil the student's own normalized embeddings (no poolers).
+        distillation: off = CLIP loss on the crops only (no teacher forward).
+        num_global_captions: captions that go through the teacher (official: 2).
+    """
+
+    def __init__(self, student: nn.Module, clip_loss: nn.Module, distill_loss: nn.Module,
+                 clip_weight: float = 1.0, distill_weight: float = 1.0,
+                 mask_text_padding: bool = False, cross_attention: bool = True,
+                 distillation: bool = True, num_global_captions: int = 2) -> None:
+        super().__init__()
+        self.student = student
+        self.teacher = make_teacher(student)
+        self.clip_loss, self.distill_loss = clip_loss, distill_loss
+        self.clip_weight, self.distill_weight = float(clip_weight), float(distill_weight)
+        self.mask_text_padding, self.cross_attention = mask_text_padding, cross_attention
+        self.distillation = distillation
+        self.num_global_captions = num_global_captions
+
+    def train(self, mode: bool = True) -> "COSMOS":
+        super().train(mode)
+        self.teacher.eval()  # the teacher never trains
+        return self
+
+    # -- student -----------------------------------------------------------------------
+    def _encode_images(self, global_crops: Sequence[torch.Tensor], local_crops: Sequence[torch.Tensor]
+                       ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """One tower pass per resolution → pooled (n_crops·B, D) crop-major, G1 patch tokens."""
+        visual = self.student.encoder.visual
+        batch = global_crops[0].shape[0]
+        pooled, tokens = visual(torch.cat(list(global_crops)))
+        if local_crops:
+            pooled = torch.cat([pooled, visual(torch.cat(list(local_crops)))[0]])
+        return pooled, tokens[:batch]
+
+    def student_outputs(self, global_crops: Sequence[torch.Tensor],
+                        local_crops: Sequence[torch.Tensor], tokens: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Student features, as the official ``CLIP.forward(images, text, batch_size)`` forms them.
+
+        Returns normalized ``image`` (n_img·B, D), ``text`` (n_txt·B, D), and the cross-modal
+        ``img_cross`` (n_img·B, D), ``txt_cross`` (n_txt·B, D), all crop-/caption-major.
+        """
+        s = self.student
+        batch, n_txt = tokens.shape[0], tokens.shape[1]
+        n_img = len(global_crops) + len(local_crops)
+        image, patches = self._encode_images(global_crops, local_crops)
+        text_rows = caption_major(tokens)
+        text, text_tokens = s.encoder.text(text_rows)
+        out = {"image": F.normalize(image, dim=-1), "text": F.normalize(text, dim=-1)}
+        if not self.cross_attention:
+            out["img_cross"], out["txt_cross"] = out["image"], out["text"]
+            return out
+        caption1 = s.text_token_mapping(text_tokens[:batch])            # (B, T, D)
+        patches = s.image_token_mapping(patches)                          # (B, N, D)
+        mask = padding_mask(text_rows[:batch]) if self.mask_text_padding else None
+        # each sample's n queries attend to that sample's keys in one call (no tiling)
+        img_q = image.view(n_img, batch, -1).transpose(0, 1)              # (B, n_img, D)
+        txt_q = text.view(n_txt, batch, -1).transpose(0, 1)               # (B, n_txt, D)
+        img_cross = cross_modal_embedding(s.image_cross_pooler, img_q, caption1, mask)
+        txt_cross = cross_modal_embedding(s.text_cross_pooler, txt_q, patches)
+        out["img_cross"] = img_cross.transpose(0, 1).reshape(n_img * batch, -1)
+        out["txt_cross"] = txt_cross.transpose(0, 1).reshape(n_txt * batch, -1)
+        return out
+
+    @torch.no_grad()
+    def teacher_outputs(self, global_crops: Sequence[torch.Tensor], tokens: torch.Tensor
+                        ) -> Dict[str, torch.Tensor]:
+        """Teacher's normalized embeddings of the global crops and the global captions."""
+        enc = self.teacher.encoder
+        global_rows = caption_major(tokens[:, : self.num_global_captions])
+        return {"image": enc.encode_image(torch.cat(list(global_crops)), normalize=True),
+                "text": enc.encode_text(global_rows, normalize=True)}
+
+    # -- losses ------------------------------------------------------------------------
+    def forward_explicit(self, global_crops: Sequence[torch.Tensor], local_crops: Sequence[torch.Tensor],
+                         tokens: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Loss terms for explicit inputs (for comparisons with the official implementation)."""
+        batch = tokens.shape[0]
+        n_global = len(global_crops)
+        s = self.student_outputs(global_crops, local_crops, tokens)
+        scale = self.student.encoder.logit_scale.exp()
+        clip = self.clip_loss(_blocks(s["image"], batch)[:n_global], _blocks(s["text"], batch), scale)
+        losses = {"clip_loss": clip}
+        total = self.clip_weight * clip
+        if self.distillation:
+            t = self.teacher_outputs(global_crops, tokens)
+            distill = self.distill_loss(_blocks(s["img_cross"], batch), _blocks(s["txt_cross"], batch),
+                                        _blocks(t["image"], batch), _blocks(t["text"], batch),
+                                        self.student.distill_logit_scale.exp())
+            losses["distill_loss"] = distill
+            total = total + self.distill_weight * distill
+        losses["loss"] = total
+        return losses
+
+    def forward(self, batch: Dict) -> Dict[str, torch.Tensor]:
+        return self.forward_explicit(batch["global_crops"], batch.get("local_crops") or [],
+                                     batch["tokens"])
+
+    # -- trainer / evaluation interface ------------------------------------------------
+    def ema_parameters(self) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+        return list(self.teacher.parameters()), list(self.student.parameters())
+
+    def encoders(self) -> Dict[str, nn.Module]:
+        return {"student": self.student.encoder, "teacher": self.teacher.encoder}
+
+    def extra_metrics(self) -> Dict[str, float]:
+        return {"logit_scale": float(self.student.encoder.logit_scale.detach().exp()),
+                "distill_logit_scale": float(self.student.distill_logit_scale.detach().exp())}
+
+
+def _blocks(x: torch.Tensor, batch: int) -> List[torch.Tensor]:
+    """(k·B, D) → k blocks of (B, D)."""
+    return list(x.split(batch))
