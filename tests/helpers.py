@@ -16,7 +16,8 @@ DEMO_CONFIG = os.path.join(REPO, "configs", "clip", "clip_tiny_synthetic.py")
 # Keys shrunk wherever they appear in a config, so that every config runs a step in seconds.
 TINY_VALUES = {
     "width": 32, "layers": 1, "heads": 2, "output_dim": 16, "image_size": 32, "size": 32,
-    "patch_size": 16, "batch_size": 4, "num_samples": 16, "num_workers": 0,
+    "patch_size": 16, "batch_size": 4, "num_samples": 16, "num_workers": 0, "global_size": 32,
+    "local_size": 16,
 }
 
 

@@ -5,6 +5,7 @@ import ast
 import builtins
 import contextlib
 import dataclasses
+import importlib
 import os
 import re
 import types
@@ -190,7 +191,7 @@ def _read(path: str) -> str:
 def _config_from_namespace(namespace: Dict[str, Any]) -> DictConfig:
     kept = {
         k: _protect(v) for k, v in namespace.items()
-        if not k.startswith("_") and isinstance(v, (dict, DictConfig, ListConfig))
+        if not k.startswith("_") and isinstance(v, (dict, list, DictConfig, ListConfig))
     }
     return DictConfig(kept, flags=dict(_FLAGS))
 
@@ -304,6 +305,19 @@ def _render_mapping(node: Dict[Any, Any]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def _import_plugins(cfg: DictConfig, path: str) -> None:
+    """Import the modules listed under the top-level ``imports`` key (e.g. a project's package),
+    so the components they register resolve by name — also when a saved YAML is loaded again."""
+    modules = cfg.get("imports") or []
+    if isinstance(modules, str) or not all(isinstance(m, str) for m in modules):
+        raise ConfigError(f"{path}: 'imports' must be a list of module names, got {modules!r}")
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ConfigError(f"{path}: cannot import '{module}' listed in 'imports': {err}") from None
+
+
 class LazyConfig:
     """Load, save, override and print configs made of plain data and ``LazyCall`` nodes."""
 
@@ -316,9 +330,10 @@ class LazyConfig:
             raise ConfigError(f"unsupported config file type '{ext}': {path} (use .py or .yaml)")
         if not os.path.isfile(path):
             raise ConfigError(f"config file not found: {path}")
-        if ext == ".py":
-            return _config_from_namespace(_PyLoader().exec_file(path))
-        return _load_yaml(path)
+        cfg = (_config_from_namespace(_PyLoader().exec_file(path)) if ext == ".py"
+               else _load_yaml(path))
+        _import_plugins(cfg, path)
+        return cfg
 
     @staticmethod
     def save(cfg: Any, path: PathLike) -> None:

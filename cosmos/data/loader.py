@@ -24,7 +24,9 @@ def collate(samples: List[Dict[str, Any]]) -> Dict[str, Any]:
         values = [s[key] for s in samples]
         if isinstance(values[0], torch.Tensor):
             out[key] = torch.stack(values)
-        elif isinstance(values[0], (list, tuple)) and values[0] and isinstance(values[0][0], torch.Tensor):
+        elif isinstance(values[0], (list, tuple)) and not values[0]:
+            out[key] = []  # e.g. no local crops
+        elif isinstance(values[0], (list, tuple)) and isinstance(values[0][0], torch.Tensor):
             out[key] = [torch.stack(group) for group in zip(*values)]
         else:
             out[key] = values
@@ -57,7 +59,7 @@ class _PairBatches(Dataset):
         sample = self.dataset[self.dataset_index(position)]
         rng = random.Random((self.seed << 48) ^ position)
         torch.manual_seed(rng.getrandbits(63))  # torchvision draws crop geometry from torch's RNG
-        out = dict(self.image_transform(sample["image"]))
+        out = dict(self.image_transform(sample["image"], rng))
         out["tokens"] = self.tokenizer(self.text_transform(sample["captions"], rng))
         out["key"] = sample.get("key", str(position))
         return out

@@ -7,7 +7,7 @@ maps a sample's captions (``{"long": [sentences], "short": [...], "raw": str}``)
 from __future__ import annotations
 
 import random
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torchvision import transforms as T
@@ -28,7 +28,7 @@ class SingleCrop:
             T.RandomResizedCrop(size, scale=tuple(scale), interpolation=T.InterpolationMode.BICUBIC),
             T.Lambda(_to_rgb), T.ToTensor(), T.Normalize(mean, std)])
 
-    def __call__(self, image) -> Dict[str, torch.Tensor]:
+    def __call__(self, image, rng: Optional[random.Random] = None) -> Dict[str, torch.Tensor]:
         return {"images": self.transform(image)}
 
 
@@ -42,7 +42,7 @@ class EvalCrop:
             T.Resize(size, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(size),
             T.Lambda(_to_rgb), T.ToTensor(), T.Normalize(mean, std)])
 
-    def __call__(self, image) -> Dict[str, torch.Tensor]:
+    def __call__(self, image, rng: Optional[random.Random] = None) -> Dict[str, torch.Tensor]:
         return {"images": self.transform(image)}
 
 

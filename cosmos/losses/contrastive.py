@@ -1,36 +1,104 @@
-"""Symmetric InfoNCE (CLIP loss) with gradient-carrying feature gathering across ranks."""
+"""Symmetric InfoNCE (the CLIP loss) and its multi-block form LIST used by COSMOS.
+
+Gathering across ranks (``gather``):
+  - ``"local"`` (default): each rank scores its own rows against the columns gathered from all
+    ranks *with* gradient; labels are offset by the rank. After DDP averages the gradients, they
+    equal the gradient of the loss on the single combined batch.
+  - ``"official"``: the official COSMOS / OpenCLIP default. Features are gathered *without*
+    gradient, the local slot is replaced by the local (grad-carrying) tensor, and every rank forms
+    the full (B·W)×(B·W) logits with labels 0…BW−1. After DDP averaging the gradient is the
+    combined-batch gradient divided by W.
+With one process both are the plain loss.
+"""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
 from cosmos.registry import LOSSES
-from cosmos.utils.distributed import gather_with_grad, get_rank
+from cosmos.utils.distributed import gather_with_grad, get_rank, get_world_size
+
+GATHER_MODES = ("local", "official")
 
 
-def infonce(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """½·[CE(scale·a bᵀ) + CE(scale·b aᵀ)] with row i of ``a`` matching row i of ``b``.
+def _gather_no_grad(x: torch.Tensor) -> torch.Tensor:
+    """All-gather without gradient, this rank's slot kept as the grad-carrying local tensor."""
+    world = get_world_size()
+    if world == 1:
+        return x
+    parts = [torch.empty_like(x) for _ in range(world)]
+    dist.all_gather(parts, x.detach().contiguous())
+    parts[get_rank()] = x
+    return torch.cat(parts)
 
-    Local-loss form: ``a``/``b`` are this rank's rows (N, D); the columns are gathered from all
-    ranks with gradient, so after DDP averaging the gradient equals the single-big-batch one.
+
+def gather_columns(x: torch.Tensor, gather: str) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(rows, all columns) for one block: local rows (local mode) or all rows (official mode)."""
+    if gather == "local":
+        return x, gather_with_grad(x)
+    if gather == "official":
+        full = _gather_no_grad(x)
+        return full, full
+    raise ValueError(f"gather must be one of {GATHER_MODES}, got {gather!r}")
+
+
+def _labels(rows: int, gather: str, device: torch.device) -> torch.Tensor:
+    offset = rows * get_rank() if gather == "local" else 0
+    return torch.arange(rows, device=device) + offset
+
+
+def infonce(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, gather: str = "local") -> torch.Tensor:
+    """½·[CE(scale·a bᵀ) + CE(scale·b aᵀ)], row i of ``a`` matching row i of ``b``; (N, D) each."""
+    return list_infonce([a], [b], scale, gather)
+
+
+def list_infonce(a_blocks: Sequence[torch.Tensor], b_blocks: Sequence[torch.Tensor],
+                 scale: torch.Tensor, gather: str = "local") -> torch.Tensor:
+    """LIST(A, B; τ): the mean of ``infonce(A_i, B_j)`` over all block pairs (i, j).
+
+    Each block is (N, D) with rows aligned by sample. Every block is gathered once, and all
+    pairs' logits come from one batched matmul: (m, n, N, N·W) — the same numbers as the loop.
     """
-    a_all, b_all = gather_with_grad(a), gather_with_grad(b)
-    labels = torch.arange(a.shape[0], device=a.device) + a.shape[0] * get_rank()
-    loss_a = F.cross_entropy(scale * a @ b_all.T, labels)
-    loss_b = F.cross_entropy(scale * b @ a_all.T, labels)
-    return 0.5 * (loss_a + loss_b)
+    a_rows, a_cols = zip(*(gather_columns(x, gather) for x in a_blocks))
+    b_rows, b_cols = zip(*(gather_columns(x, gather) for x in b_blocks))
+    a_rows, a_cols = torch.stack(a_rows), torch.stack(a_cols)          # (m, R, D), (m, C, D)
+    b_rows, b_cols = torch.stack(b_rows), torch.stack(b_cols)          # (n, R, D), (n, C, D)
+    m, n, rows = a_rows.shape[0], b_rows.shape[0], a_rows.shape[1]
+    labels = _labels(rows, gather, a_rows.device).repeat(m * n)
+    logits_ab = scale * torch.einsum("ird,jcd->ijrc", a_rows, b_cols)   # (m, n, R, C)
+    logits_ba = scale * torch.einsum("jrd,icd->ijrc", b_rows, a_cols)
+    loss_ab = F.cross_entropy(logits_ab.reshape(m * n * rows, -1), labels)
+    loss_ba = F.cross_entropy(logits_ba.reshape(m * n * rows, -1), labels)
+    return 0.5 * (loss_ab + loss_ba)
+
+
+Features = Union[torch.Tensor, Sequence[torch.Tensor]]
+
+
+def _as_blocks(x: Features) -> Sequence[torch.Tensor]:
+    return [x] if isinstance(x, torch.Tensor) else list(x)
 
 
 @LOSSES.register(name="clip_infonce")
 class ClipInfoNCE(nn.Module):
     """CLIP's symmetric contrastive loss on L2-normalized embeddings.
 
-    forward(image (N, D), text (N, D), logit_scale: exp'ed scalar) → scalar.
+    forward(image, text, logit_scale (exp'ed), logit_bias=None) → scalar, where image and text
+    are (N, D) tensors, or lists of (N, D) blocks (every image block against every text block:
+    COSMOS's global crops × text crops).
     """
 
-    def forward(self, image_features: torch.Tensor, text_features: torch.Tensor,
-                logit_scale: torch.Tensor, logit_bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return infonce(image_features, text_features, logit_scale)
+    def __init__(self, gather: str = "local") -> None:
+        super().__init__()
+        if gather not in GATHER_MODES:
+            raise ValueError(f"gather must be one of {GATHER_MODES}, got {gather!r}")
+        self.gather = gather
+
+    def forward(self, image_features: Features, text_features: Features, logit_scale: torch.Tensor,
+                logit_bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return list_infonce(_as_blocks(image_features), _as_blocks(text_features), logit_scale,
+                            self.gather)

@@ -21,12 +21,34 @@ def is_main_process() -> bool:
     return get_rank() == 0
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather forward; backward sums every rank's gradient and keeps this rank's rows."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x.contiguous())
+        ctx.rows = x.shape[0]
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        start = dist.get_rank() * ctx.rows
+        return grad[start:start + ctx.rows]
+
+
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``x`` (N, ...) from all ranks along dim 0, keeping gradients. → (N·W, ...)."""
+    """Concatenate ``x`` (N, ...) from all ranks along dim 0, keeping gradients. → (N·W, ...).
+
+    The backward of rank r receives the sum over ranks of the gradients on its rows (what
+    ``torch.distributed.nn.all_gather`` promises; its gloo path mishandled non-contiguous
+    gradients in our tests).
+    """
     if get_world_size() == 1:
         return x
-    from torch.distributed.nn.functional import all_gather
-    return torch.cat(all_gather(x.contiguous()), dim=0)
+    return _GatherWithGrad.apply(x)
 
 
 def barrier() -> None:

@@ -1,0 +1,11 @@
+from cosmos.config import LazyCall as L
+
+from .synthetic import dataloader, evaluation
+
+# COSMOS views of the synthetic scenes: 2 global + 6 local image crops (scaled down from
+# 224/96 px to 64/32 px) and 8 text crops (2 global of 1–5 sentences, 6 single sentences).
+dataloader.train.image_transform = L("image_crops.cosmos_multicrop")(
+    global_size=64, local_size=32, num_global=2, num_local=6,
+    global_scale=(0.4, 1.0), local_scale=(0.05, 0.4))
+dataloader.train.text_transform = L("text_crops.cosmos_textcrop")(
+    num_captions=8, num_global=2, max_global_sentences=5)
