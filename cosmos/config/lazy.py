@@ -305,7 +305,7 @@ def _render_mapping(node: Dict[Any, Any]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _import_plugins(cfg: DictConfig, path: str) -> None:
+def import_plugins(cfg: DictConfig, path: str = "config") -> None:
     """Import the modules listed under the top-level ``imports`` key (e.g. a project's package),
     so the components they register resolve by name — also when a saved YAML is loaded again."""
     modules = cfg.get("imports") or []
@@ -332,7 +332,7 @@ class LazyConfig:
             raise ConfigError(f"config file not found: {path}")
         cfg = (_config_from_namespace(_PyLoader().exec_file(path)) if ext == ".py"
                else _load_yaml(path))
-        _import_plugins(cfg, path)
+        import_plugins(cfg, path)
         return cfg
 
     @staticmethod

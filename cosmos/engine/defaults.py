@@ -19,6 +19,7 @@ from torch import nn
 
 from cosmos.checkpoint import Checkpointer, load_checkpoint
 from cosmos.config import LazyConfig, instantiate
+from cosmos.config.lazy import import_plugins
 from cosmos.engine import hooks as H
 from cosmos.engine.trainer import Trainer
 from cosmos.utils.atomic import atomic_write, atomic_write_text
@@ -46,8 +47,9 @@ def default_argument_parser(description: str = "cosmos training") -> argparse.Ar
 
 
 def load_config(config_file: str, overrides) -> Any:
-    cfg = LazyConfig.load(config_file)
-    return LazyConfig.apply_overrides(cfg, list(overrides or []))
+    cfg = LazyConfig.apply_overrides(LazyConfig.load(config_file), list(overrides or []))
+    import_plugins(cfg, "overrides")  # an `imports` list may come from the command line
+    return cfg
 
 
 def prepare_output_dir(path: str) -> str:
