@@ -1,4 +1,4 @@
-"""COSMOS crop policies: multi-crop views, sentence splitting and drawing, text crops in a batch."""
+"""COSMOS crop policies: multi-crop views, sentence splitting and drawing, text crops, batches."""
 from __future__ import annotations
 
 import random
@@ -13,87 +13,189 @@ from cosmos.data.multicrop import MultiCrop
 from cosmos.data.synthetic import SyntheticScenes
 from cosmos.data.text_crops import (FullCaptionRepeated, PixelProseTextCrop, TextCrop,
                                     draw_sentences, split_caption)
+from cosmos.data.transforms import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from cosmos.registry import IMAGE_CROPS, TEXT_CROPS
+
+CAPTIONS = {
+    "raw": "red circle",
+    "short": ["A red circle with one small shape."],
+    "long": ["A big red circle fills the image.", "A tiny blue star sits top left.",
+             "A small green square is near the bottom.", "The background is grey."],
+}
 
 
 def _image() -> Image.Image:
-    return Image.fromarray(torch.randint(0, 255, (200, 300, 3), dtype=torch.uint8).numpy())
+    generator = torch.Generator().manual_seed(0)
+    pixels = torch.randint(0, 256, (200, 300, 3), dtype=torch.uint8, generator=generator)
+    return Image.fromarray(pixels.numpy())
 
 
-def test_multicrop_defaults_and_recipes() -> None:
+def _views(out) -> list:
+    return out["global_crops"] + out["local_crops"]
+
+
+# ----------------------------------------------------------------------------- image multi-crop
+def test_multicrop_default_shapes() -> None:
     policy = IMAGE_CROPS.get("cosmos_multicrop")()
     torch.manual_seed(0)
     out = policy(_image(), random.Random(0))
     assert [t.shape for t in out["global_crops"]] == [(3, 224, 224)] * 2
     assert [t.shape for t in out["local_crops"]] == [(3, 96, 96)] * 6
-    rec = policy.recipes()
-    assert [(r.blur_p, r.solarize_p, r.scale) for r in rec["global"]] == [
-        (1.0, 0.0, (0.4, 1.0)), (0.1, 0.2, (0.4, 1.0))]
-    assert {(r.size, r.blur_p, r.scale) for r in rec["local"]} == {(96, 0.5, (0.05, 0.4))}
-    assert MultiCrop(num_local=0)(_image(), random.Random(0))["local_crops"] == []
+    assert all(t.dtype == torch.float32 for t in _views(out))
 
 
-def test_multicrop_is_deterministic_given_both_rngs() -> None:
+def test_multicrop_without_local_crops() -> None:
+    out = MultiCrop(global_size=64, num_global=3, num_local=0)(_image(), random.Random(0))
+    assert [t.shape for t in out["global_crops"]] == [(3, 64, 64)] * 3
+    assert out["local_crops"] == []
+
+
+def test_multicrop_recipes_follow_the_official_probabilities() -> None:
+    policy = MultiCrop(num_global=3)
+    g1, g2, g3, l1 = (policy.recipe(n) for n in ("global1", "global2", "global3", "local1"))
+    assert (g1.blur_p, g1.solarize_p, g1.scale, g1.size) == (1.0, 0.0, (0.4, 1.0), 224)
+    assert (g2.blur_p, g2.solarize_p, g2.solarize_threshold) == (0.1, 0.2, 128)
+    assert g3 == g2  # extra global views reuse global 2's recipe
+    assert (l1.blur_p, l1.solarize_p, l1.scale, l1.size) == (0.5, 0.0, (0.05, 0.4), 96)
+    assert {policy.recipe(f"local{i}") for i in range(1, 7)} == {l1}
+    for r in (g1, g2, l1):
+        assert (r.flip_p, r.jitter_p, r.gray_p) == (0.5, 0.8, 0.2)
+        assert (r.jitter, r.blur_radius) == ((0.4, 0.4, 0.2, 0.1), (0.1, 2.0))
+    assert policy.global_views[0].crop.interpolation == policy.local_views[0].crop.interpolation
+    assert str(policy.local_views[0].crop.interpolation).endswith("BICUBIC")
+    assert policy.local_views[0].crop.ratio == (3 / 4, 4 / 3)
+    assert (policy.mean, policy.std) == (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
+    with pytest.raises(KeyError, match="local7"):
+        policy.recipe("local7")
+
+
+def test_multicrop_is_replayable_from_both_rngs() -> None:
     policy, image = MultiCrop(global_size=64, local_size=32), _image()
     runs = []
-    for _ in range(2):
-        torch.manual_seed(5)
-        runs.append(policy(image, random.Random(7)))
-    for a, b in zip(runs[0]["global_crops"] + runs[0]["local_crops"],
-                    runs[1]["global_crops"] + runs[1]["local_crops"]):
-        assert torch.equal(a, b)
+    for torch_seed, py_seed in ((5, 7), (5, 7), (5, 8), (6, 7)):
+        torch.manual_seed(torch_seed)
+        runs.append(_views(policy(image, random.Random(py_seed))))
+    assert all(torch.equal(a, b) for a, b in zip(runs[0], runs[1]))
+    for other in runs[2:]:  # either RNG changes the views
+        assert not all(torch.equal(a, b) for a, b in zip(runs[0], other))
 
 
+def test_global_view_one_is_always_blurred(monkeypatch) -> None:
+    calls = Counter()
+    original = Image.Image.filter
+
+    def counting_filter(self, f):
+        calls[round(f.radius, 6) if hasattr(f, "radius") else None] += 1
+        return original(self, f)
+
+    monkeypatch.setattr(Image.Image, "filter", counting_filter)
+    policy = MultiCrop(global_size=32, local_size=16, num_global=1, num_local=0)
+    for seed in range(10):
+        policy(_image(), random.Random(seed))
+    assert sum(calls.values()) == 10 and all(0.1 <= r <= 2.0 for r in calls)
+
+
+# ----------------------------------------------------------------------------- sentences
 def test_split_caption_like_the_official_splitter() -> None:
-    assert split_caption("It is 3.5 m long. Nice</s>Next\nLast.") == ["It is 3", "5 m long", "Nice",
-                                                                       "Next", "Last"]
-    assert split_caption("  . \n ") == []
+    assert split_caption("It is 3.5 m long. Nice</s>Next\nLast.") == [
+        "It is 3", "5 m long", "Nice", "Next", "Last"]
+    assert split_caption("e.g. this") == ["e", "g", "this"]
+    assert split_caption("  . \n </s>") == []
 
 
-def test_draw_sentences() -> None:
-    rng = random.Random(0)
-    drawn = draw_sentences(list("abcdef"), 4, rng)
-    assert len(set(drawn)) == 4 and set(drawn) <= set("abcdef")
-    few = draw_sentences(["a", "b"], 5, random.Random(1))
-    assert few[:4] == ["a", "b", "a", "b"] and few[4] in ("a", "b")
-    with pytest.raises(ValueError, match="no sentences"):
-        draw_sentences([], 2, rng)
+def test_draw_sentences_enough_sentences() -> None:
+    for seed in range(20):
+        drawn = draw_sentences(list("abcdef"), 4, random.Random(seed))
+        assert len(drawn) == len(set(drawn)) == 4 and set(drawn) <= set("abcdef")
+    assert draw_sentences(["a", "b"], 2, random.Random(0)) in (["a", "b"], ["b", "a"])
 
 
+def test_draw_sentences_too_few_sentences() -> None:
+    for seed in range(20):
+        few = draw_sentences(["a", "b"], 5, random.Random(seed))
+        assert few[:4] == ["a", "b", "a", "b"] and few[4] in ("a", "b")
+    assert draw_sentences(["x"], 3, random.Random(0)) == ["x"] * 3
+    with pytest.raises(ValueError, match="empty sentence list"):
+        draw_sentences([], 2, random.Random(0))
+
+
+# ----------------------------------------------------------------------------- text crops
 def test_text_crop_structure_and_statistics() -> None:
-    caps = {"raw": "red circle", "short": ["A red circle with one small shape."],
-            "long": ["A big red circle fills the image.", "A tiny blue star sits top left.",
-                     "A small green square is near the bottom.", "The background is grey."]}
     policy = TEXT_CROPS.get("cosmos_textcrop")()
-    pool = policy.sentence_pool(caps)
-    assert pool[0] == "red circle" and pool[1] == "A red circle with one small shape"
+    pool = policy.sentence_pool(CAPTIONS)
+    assert pool == ["red circle", "A red circle with one small shape",
+                    "A big red circle fills the image", "A tiny blue star sits top left",
+                    "A small green square is near the bottom", "The background is grey"]
     counts = Counter()
     for seed in range(300):
-        crops = policy(caps, random.Random(seed))
-        assert len(crops) == 8
-        for g in crops[:2]:
-            parts = g.split(". ")
-            assert all(p in pool for p in parts)
+        crops = policy(CAPTIONS, random.Random(seed))
+        assert len(crops) == 8 and all(isinstance(c, str) for c in crops)
+        for caption in crops[:2]:
+            parts = caption.split(". ")
+            assert all(p in pool for p in parts) and len(set(parts)) == len(parts)
             counts[len(parts)] += 1
-        assert all(c in pool for c in crops[2:])
+        assert all(c in pool for c in crops[2:]) and len(set(crops[2:])) == 6
     assert set(counts) == {1, 2, 3, 4, 5}
-    dreamlip = {"raw_caption": ["raw"], "longIB_captions": ["x", "y"], "shortSV_captions": ["s"]}
-    assert TextCrop().sentence_pool(dreamlip) == ["raw", "s", "x", "y"]  # official key order
-    pp = PixelProseTextCrop()
-    assert pp.sentence_pool({"caption": "One. Two."}) == ["One. Two.", "One", "Two"]
-    assert FullCaptionRepeated(3)(caps, random.Random(0)) == [" ".join(caps["long"])] * 3
+
+
+def test_text_crop_draw_order_is_the_official_one() -> None:
+    crops = TextCrop()(CAPTIONS, random.Random(3))
+    rng, pool = random.Random(3), TextCrop().sentence_pool(CAPTIONS)
+    expected = [". ".join(rng.sample(pool, rng.randint(1, 5))) for _ in range(2)]
+    assert crops == expected + rng.sample(pool, 6)
+
+
+def test_text_crop_pool_order_and_dreamlip_keys() -> None:
+    assert TextCrop(pools=("long", "raw")).sentence_pool(
+        {"raw": "r", "long": ["l1.", "l2"]}) == ["l1", "l2", "r"]
+    dreamlip = {"longLLA_captions": ["lla"], "longIB_captions": ["x", "y"],
+                "shortSV_captions": ["s"], "raw_caption": ["raw"], "shortIB_captions": [],
+                "longSV_captions": ["sv"]}
+    assert TextCrop().sentence_pool(dreamlip) == ["raw", "s", "x", "y", "sv", "lla"]
+    assert TextCrop(pools=("raw",)).sentence_pool({"raw": "", "short": ["s"]}) == []
+
+
+def test_text_crop_short_and_empty_pools() -> None:
+    lengths = set()
+    for seed in range(50):  # |S| = 1: every draw repeats the one sentence
+        crops = TextCrop()({"raw": "only one"}, random.Random(seed))
+        assert crops[2:] == ["only one"] * 6
+        assert all(set(c.split(". ")) == {"only one"} for c in crops[:2])
+        lengths.update(len(c.split(". ")) for c in crops[:2])
+    assert lengths == {1, 2, 3, 4, 5}
+    with pytest.raises(ValueError, match="no sentences.*nothing here"):
+        TextCrop()({"raw": " . ", "note": "nothing here"}, random.Random(0))
+
+
+def test_pixelprose_text_crop() -> None:
+    policy = TEXT_CROPS.get("pixelprose_textcrop")()
+    assert policy.sentence_pool({"caption": "One. Two 2.5."}) == [
+        "One. Two 2.5.", "One", "Two 2", "5"]
+    assert policy.sentence_pool({"caption": "One. Two", "original_caption": "alt. text"}) == [
+        "alt. text", "One", "Two"]
+    assert PixelProseTextCrop(original_key=None).sentence_pool(
+        {"caption": "A. B", "original_caption": "alt"}) == ["A. B", "A", "B"]
+    assert len(policy({"caption": "One. Two."}, random.Random(0))) == 8
+
+
+def test_full_caption_repeated_is_the_no_text_crop_ablation() -> None:
+    policy = TEXT_CROPS.get("full_caption_repeated")(num_captions=3)
+    assert policy(CAPTIONS, random.Random(0)) == [" ".join(CAPTIONS["long"])] * 3
+    assert FullCaptionRepeated(2, pool="raw")(CAPTIONS, random.Random(0)) == ["red circle"] * 2
+
+
+# ----------------------------------------------------------------------------- loader
+def _loader() -> ResumableLoader:
+    return ResumableLoader(SyntheticScenes(num_samples=8, image_size=64),
+                           MultiCrop(global_size=64, local_size=32), TextCrop(), ClipTokenizer(77),
+                           batch_size=4)
 
 
 def test_batch_through_the_loader() -> None:
-    loader = ResumableLoader(SyntheticScenes(num_samples=8, image_size=64),
-                             MultiCrop(global_size=64, local_size=32), TextCrop(),
-                             ClipTokenizer(77), batch_size=4)
-    batch = next(iter(loader))
+    batch = next(iter(_loader()))
     assert [t.shape for t in batch["global_crops"]] == [(4, 3, 64, 64)] * 2
     assert [t.shape for t in batch["local_crops"]] == [(4, 3, 32, 32)] * 6
     assert batch["tokens"].shape == (4, 8, 77)
-    again = next(iter(ResumableLoader(SyntheticScenes(num_samples=8, image_size=64),
-                                      MultiCrop(global_size=64, local_size=32), TextCrop(),
-                                      ClipTokenizer(77), batch_size=4)))
-    assert torch.equal(batch["local_crops"][3], again["local_crops"][3])
+    again = next(iter(_loader()))
+    assert all(torch.equal(a, b) for a, b in zip(_views(batch), _views(again)))
     assert torch.equal(batch["tokens"], again["tokens"])

@@ -1,95 +1,154 @@
-"""COSMOS text crops: sentences sampled from long captions (reference/cosmos-official.md §3.2)."""
+"""COSMOS text crops: sentences drawn from (long) captions (reference §3.2, quirks 14–15).
+
+A text policy maps a sample's captions dict and a ``random.Random`` to a list of strings
+(tokenised later to (num_captions, L)). Sentence pools are built with the official splitter,
+which splits on every ``.`` — so decimals and abbreviations split too ("3.5" → "3", "5").
+
+Pool names → caption keys (``POOL_KEYS``): ``"raw"`` → raw, raw_caption; ``"short"`` → short,
+shortIB_captions, shortSV_captions, shortLLA_captions; ``"long"`` → long, longIB_captions,
+longSV_captions, longLLA_captions; any other name is a key itself. So the default
+``pools=("raw", "short", "long")`` reads the synthetic captions format and, on DreamLIP JSONs,
+gives the official order raw, shortIB, shortSV, shortLLA, longIB, longSV, longLLA.
+"""
 from __future__ import annotations
 
 import random
 import re
-from typing import Dict, List, Sequence, Union
+import reprlib
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from cosmos.registry import TEXT_CROPS
 
-# The official DreamLIP recaption keys, in the order the official code concatenates them.
-DREAMLIP_KEYS = ("raw_caption", "shortIB_captions", "shortSV_captions", "shortLLA_captions",
-                 "longIB_captions", "longSV_captions", "longLLA_captions")
+__all__ = ["POOL_KEYS", "split_caption", "draw_sentences", "TextCrop", "PixelProseTextCrop",
+           "FullCaptionRepeated"]
+
+POOL_KEYS: Dict[str, Tuple[str, ...]] = {
+    "raw": ("raw", "raw_caption"),
+    "short": ("short", "shortIB_captions", "shortSV_captions", "shortLLA_captions"),
+    "long": ("long", "longIB_captions", "longSV_captions", "longLLA_captions"),
+}
 _SPLIT = re.compile(r"\n|</s>|\.")
+CaptionValue = Union[str, Sequence[str], None]
 
 
 def split_caption(text: str) -> List[str]:
-    """Split on newlines, the literal ``</s>`` and every ``.``; strip; drop empties.
-
-    As the official splitter, this also splits decimals and abbreviations ("3.5" → "3", "5").
-    """
+    """The official splitter: split on newline, ``</s>`` and every ``.``; strip; drop empties."""
     return [part.strip() for part in _SPLIT.split(text) if part.strip()]
 
 
-def _sentences(value: Union[str, Sequence[str], None]) -> List[str]:
+def to_sentences(value: CaptionValue) -> List[str]:
+    """A caption value (a string or a list of sentences) → its sentences.
+
+    List items are split too, which is what the official offline pre-split does to the shards
+    (a no-op on already split lists; it drops the trailing ``.`` of the synthetic sentences).
+    """
     if not value:
         return []
-    if isinstance(value, str):
-        return split_caption(value)
-    return [part for item in value if item for part in split_caption(item)]  # as if pre-split
+    items = [value] if isinstance(value, str) else value
+    return [sentence for item in items if item for sentence in split_caption(item)]
 
 
 def draw_sentences(sentences: Sequence[str], n: int, rng: random.Random) -> List[str]:
-    """The official draw: ``rng.sample`` when there are enough sentences; otherwise the whole
-    list repeated ⌊n/|S|⌋ times in order, followed by a sample of n mod |S|."""
-    if not sentences:
-        raise ValueError("cannot draw text crops from a caption with no sentences")
-    if len(sentences) >= n:
-        return rng.sample(list(sentences), n)
-    repeats, rest = divmod(n, len(sentences))
-    return list(sentences) * repeats + rng.sample(list(sentences), rest)
+    """The official draw of ``n`` sentences from S (``random_sample_from_list``).
+
+    |S| ≥ n → ``rng.sample(S, n)``; otherwise S repeated ⌊n/|S|⌋ times in its original order,
+    then ``rng.sample(S, n mod |S|)``. |S| = 0 → ValueError (the official code divides by zero).
+    """
+    pool = list(sentences)
+    if not pool:
+        raise ValueError(f"cannot draw {n} sentences from an empty sentence list")
+    if len(pool) >= n:
+        return rng.sample(pool, n)
+    repeats, rest = divmod(n, len(pool))
+    return pool * repeats + rng.sample(pool, rest)
+
+
+def _describe(captions: Mapping) -> str:
+    return reprlib.repr(dict(captions))
 
 
 @TEXT_CROPS.register(name="cosmos_textcrop")
 class TextCrop:
-    """``num_global`` global captions (1…max_global_sentences sentences joined by ". ") and
-    ``num_captions − num_global`` single-sentence local captions.
+    """``num_global`` global captions and ``num_captions − num_global`` local captions.
 
-    The sentence pool concatenates ``pools`` in order (each a list of sentences or a string that
-    is split). Samples that carry the DreamLIP keys use those instead, in the official order.
-    Returns a list of ``num_captions`` strings: [global1, global2, local1, …].
+    S = the sentences of ``pools`` in order (see ``POOL_KEYS``; missing/empty keys are skipped).
+    Each global caption: n = ``rng.randint(1, max_global_sentences)``, ``draw_sentences(S, n)``
+    joined by ``separator``; then all locals at once: ``draw_sentences(S, k − num_global)``,
+    one sentence each. Returns ``[global1, global2, local1, …]`` (``num_captions`` strings).
     """
 
     def __init__(self, num_captions: int = 8, num_global: int = 2, max_global_sentences: int = 5,
                  pools: Sequence[str] = ("raw", "short", "long"), separator: str = ". ") -> None:
-        if not 0 < num_global <= num_captions:
-            raise ValueError(f"need 0 < num_global <= num_captions, got {num_global}, {num_captions}")
+        if not 0 < num_global <= num_captions or max_global_sentences < 1:
+            raise ValueError("need 0 < num_global <= num_captions and max_global_sentences >= 1, "
+                             f"got {num_global}, {num_captions}, {max_global_sentences}")
         self.num_captions, self.num_global = num_captions, num_global
-        self.max_global_sentences, self.pools, self.separator = (
-            max_global_sentences, tuple(pools), separator)
+        self.max_global_sentences, self.separator = max_global_sentences, separator
+        self.pools = (pools,) if isinstance(pools, str) else tuple(pools)
 
-    def sentence_pool(self, captions: Dict) -> List[str]:
-        keys = DREAMLIP_KEYS if any(k in captions for k in DREAMLIP_KEYS) else self.pools
-        return [s for key in keys for s in _sentences(captions.get(key))]
+    def keys(self) -> List[str]:
+        """The caption keys read, in order."""
+        return [key for pool in self.pools for key in POOL_KEYS.get(pool, (pool,))]
 
-    def __call__(self, captions: Dict, rng: random.Random) -> List[str]:
+    def sentence_pool(self, captions: Mapping) -> List[str]:
+        """S: every sentence of the configured pools, in order."""
+        return [s for key in self.keys() for s in to_sentences(captions.get(key))]
+
+    def _global_length(self, rng: random.Random) -> int:
+        return rng.randint(1, self.max_global_sentences)
+
+    def __call__(self, captions: Mapping, rng: random.Random) -> List[str]:
         pool = self.sentence_pool(captions)
-        out = [self.separator.join(draw_sentences(pool, rng.randint(1, self.max_global_sentences), rng))
-               for _ in range(self.num_global)]
-        return out + draw_sentences(pool, self.num_captions - self.num_global, rng)
+        if not pool:
+            raise ValueError(f"{type(self).__name__}: no sentences under keys {self.keys()} "
+                             f"of the sample with captions {_describe(captions)}")
+        crops = [self.separator.join(draw_sentences(pool, self._global_length(rng), rng))
+                 for _ in range(self.num_global)]
+        return crops + draw_sentences(pool, self.num_captions - self.num_global, rng)
 
 
 @TEXT_CROPS.register(name="pixelprose_textcrop")
 class PixelProseTextCrop(TextCrop):
-    """PixelProse: the pool is [the unsplit caption] + its sentences (``caption_key``)."""
+    """PixelProse: S = [original caption, unsplit] + ``split_caption(captions[caption_key])``.
 
-    def __init__(self, caption_key: str = "caption", **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.caption_key = caption_key
+    The reference names only ``json["caption"]`` and an "original_caption"; whether the latter is
+    a separate field (PixelProse's alt-text) or the unsplit caption itself is not determinable.
+    ``original_key`` names the field; when it is None or absent from a sample, the unsplit
+    caption is used. A list value is joined by spaces to form the unsplit text.
+    """
 
-    def sentence_pool(self, captions: Dict) -> List[str]:
-        text = captions.get(self.caption_key) or ""
-        return ([text] if text else []) + split_caption(text)
+    def __init__(self, caption_key: str = "caption",
+                 original_key: Optional[str] = "original_caption", **kwargs) -> None:
+        super().__init__(pools=(caption_key,), **kwargs)
+        self.caption_key, self.original_key = caption_key, original_key
+
+    def keys(self) -> List[str]:
+        return [k for k in (self.original_key, self.caption_key) if k]
+
+    def sentence_pool(self, captions: Mapping) -> List[str]:
+        caption = _joined(captions.get(self.caption_key))
+        original = _joined(captions.get(self.original_key)) if self.original_key else ""
+        first = (original or caption).strip()
+        return ([first] if first else []) + split_caption(caption)
 
 
 @TEXT_CROPS.register(name="full_caption_repeated")
 class FullCaptionRepeated:
-    """The "no text crops" ablation: every one of the ``num_captions`` crops is the full caption."""
+    """The "no text crops" ablation: each of the ``num_captions`` text crops (global and local)
+    is the full ``pool`` caption (a list of sentences is joined by spaces)."""
 
     def __init__(self, num_captions: int = 8, pool: str = "long") -> None:
         self.num_captions, self.pool = num_captions, pool
 
-    def __call__(self, captions: Dict, rng: random.Random) -> List[str]:
-        value = captions[self.pool]
-        text = value if isinstance(value, str) else " ".join(value)
+    def __call__(self, captions: Mapping, rng: random.Random) -> List[str]:
+        text = _joined(captions.get(self.pool))
+        if not text:
+            raise ValueError(f"FullCaptionRepeated: no caption under {self.pool!r} "
+                             f"in {_describe(captions)}")
         return [text] * self.num_captions
+
+
+def _joined(value: CaptionValue) -> str:
+    if not value:
+        return ""
+    return value if isinstance(value, str) else " ".join(item for item in value if item)
