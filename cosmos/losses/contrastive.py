@@ -51,29 +51,59 @@ def _labels(rows: int, gather: str, device: torch.device) -> torch.Tensor:
     return torch.arange(rows, device=device) + offset
 
 
-def infonce(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, gather: str = "local") -> torch.Tensor:
-    """½·[CE(scale·a bᵀ) + CE(scale·b aᵀ)], row i of ``a`` matching row i of ``b``; (N, D) each."""
+def infonce(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor,
+            gather: str = "local") -> torch.Tensor:
+    """NCE(a, b; scale) = ½·[CE(scale·a bᵀ) + CE(scale·b aᵀ)], row i of a matching row i of b.
+
+    a, b: (N, D) local rows, L2-normalized; scale: exp'ed temperature (scalar). → scalar.
+    gather="local": rows local, columns gathered with gradient; DDP-averaged gradient = gradient
+    of the loss on the combined batch of N·W rows. gather="official": full (N·W)×(N·W) logits,
+    gathered without gradient (local slot grad-carrying); DDP-averaged gradient = that ÷ W.
+    """
     return list_infonce([a], [b], scale, gather)
+
+
+def _stack_gathered(blocks: Sequence[torch.Tensor],
+                    gather: str) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Gather every block once. → rows (k, R, D), columns (k, C, D)."""
+    rows, cols = zip(*(gather_columns(x, gather) for x in blocks))
+    return torch.stack(rows), torch.stack(cols)
 
 
 def list_infonce(a_blocks: Sequence[torch.Tensor], b_blocks: Sequence[torch.Tensor],
                  scale: torch.Tensor, gather: str = "local") -> torch.Tensor:
-    """LIST(A, B; τ): the mean of ``infonce(A_i, B_j)`` over all block pairs (i, j).
+    """LIST(A, B; τ) = (1/(m·n)) Σ_i Σ_j NCE(A_i, B_j; τ) (cosmos-official.md §4.1).
 
-    Each block is (N, D) with rows aligned by sample. Every block is gathered once, and all
-    pairs' logits come from one batched matmul: (m, n, N, N·W) — the same numbers as the loop.
+    a_blocks: m blocks (N, D), b_blocks: n blocks (N, D), rows aligned by sample, L2-normalized.
+    Every block is gathered once; all pairs' logits come from one batched matmul per direction,
+    (m, n, R, C) with R = N (local) or N·W (official) rows and C = N·W columns — the same
+    numbers as the double loop over :func:`infonce` up to float rounding. Gradient scaling as
+    in :func:`infonce`.
     """
-    a_rows, a_cols = zip(*(gather_columns(x, gather) for x in a_blocks))
-    b_rows, b_cols = zip(*(gather_columns(x, gather) for x in b_blocks))
-    a_rows, a_cols = torch.stack(a_rows), torch.stack(a_cols)          # (m, R, D), (m, C, D)
-    b_rows, b_cols = torch.stack(b_rows), torch.stack(b_cols)          # (n, R, D), (n, C, D)
+    if not a_blocks or not b_blocks:
+        raise ValueError("list_infonce needs at least one block on each side")
+    a_rows, a_cols = _stack_gathered(a_blocks, gather)                 # (m, R, D), (m, C, D)
+    b_rows, b_cols = _stack_gathered(b_blocks, gather)                 # (n, R, D), (n, C, D)
     m, n, rows = a_rows.shape[0], b_rows.shape[0], a_rows.shape[1]
-    labels = _labels(rows, gather, a_rows.device).repeat(m * n)
+    labels = _labels(rows, gather, a_rows.device).repeat(m * n)        # (m·n·R,)
     logits_ab = scale * torch.einsum("ird,jcd->ijrc", a_rows, b_cols)   # (m, n, R, C)
-    logits_ba = scale * torch.einsum("jrd,icd->ijrc", b_rows, a_cols)
+    if gather == "official":                                           # R = C: b→a is the transpose
+        logits_ba = logits_ab.transpose(-1, -2)
+    else:
+        logits_ba = scale * torch.einsum("jrd,icd->ijrc", b_rows, a_cols)
     loss_ab = F.cross_entropy(logits_ab.reshape(m * n * rows, -1), labels)
     loss_ba = F.cross_entropy(logits_ba.reshape(m * n * rows, -1), labels)
     return 0.5 * (loss_ab + loss_ba)
+
+
+def clip_list_loss(image_blocks: Sequence[torch.Tensor], text_blocks: Sequence[torch.Tensor],
+                   scale: torch.Tensor, gather: str = "local") -> torch.Tensor:
+    """COSMOS's CLIP term L_clip = LIST(image, text; τ_c) (cosmos-official.md §4.2).
+
+    image_blocks: the global crops' normalized embeddings, 2 × (B, D); text_blocks: all
+    captions' normalized embeddings, 8 × (B, D); scale = exp(logit_scale). → scalar.
+    """
+    return list_infonce(image_blocks, text_blocks, scale, gather)
 
 
 Features = Union[torch.Tensor, Sequence[torch.Tensor]]
@@ -89,7 +119,8 @@ class ClipInfoNCE(nn.Module):
 
     forward(image, text, logit_scale (exp'ed), logit_bias=None) → scalar, where image and text
     are (N, D) tensors, or lists of (N, D) blocks (every image block against every text block:
-    COSMOS's global crops × text crops).
+    COSMOS's global crops × text crops, i.e. :func:`clip_list_loss`). ``logit_bias`` is
+    accepted for call compatibility with SigLIP and ignored. ``gather``: see :func:`infonce`.
     """
 
     def __init__(self, gather: str = "local") -> None:

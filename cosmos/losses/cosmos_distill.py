@@ -1,4 +1,4 @@
-"""COSMOS cross-modal distillation loss (reference/cosmos-official.md §4.2)."""
+"""COSMOS cross-modal distillation loss L_cosmos (reference/cosmos-official.md §4.2)."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -14,10 +14,15 @@ from cosmos.registry import LOSSES
 class CosmosDistillLoss(nn.Module):
     """¼·[LIST(X, u) + LIST(X, w) + LIST(Y, u) + LIST(Y, w)] at the distillation temperature.
 
-    X: student image cross-modal embeddings (one (B, D) block per image crop), Y: student text
-    cross-modal embeddings (one block per text crop), u / w: the teacher's embeddings of the
-    global image crops / global captions. All L2-normalized; teacher blocks are detached here.
-    Same-view pairs are not excluded (as the official code).
+    forward(img_cross, txt_cross, teacher_img, teacher_txt, distill_scale) → scalar:
+      img_cross  X: 8 × (B, D) student image cross-modal embeddings, crop-major (G1, G2, L1..L6);
+      txt_cross  Y: 8 × (B, D) student text cross-modal embeddings, one block per caption crop;
+      teacher_img u: 2 × (B, D) teacher embeddings of the global image crops;
+      teacher_txt w: 2 × (B, D) teacher embeddings of the two global captions;
+      distill_scale: exp(distill_logit_scale), scalar.
+    All inputs are already L2-normalized (not re-normalized here); rows aligned by sample.
+    Teacher blocks are detached here. Same-view pairs are not excluded (as the official code).
+    ``gather``: see :func:`cosmos.losses.contrastive.infonce` (gradient scaling included).
     """
 
     def __init__(self, gather: str = "local") -> None:
