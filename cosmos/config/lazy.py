@@ -15,6 +15,7 @@ from omegaconf import AnyNode, DictConfig, ListConfig, OmegaConf
 
 from cosmos.config.instantiate import locate
 from cosmos.config.overrides import apply_overrides
+from cosmos.utils.atomic import atomic_write_text
 from cosmos.utils.errors import ConfigError
 
 __all__ = ["LazyCall", "L", "LazyConfig"]
@@ -256,21 +257,6 @@ def _to_saveable(node: Any, path: str) -> Any:
     )
 
 
-def _atomic_write(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` via a fsynced temp file, verified to load, then ``os.replace``."""
-    tmp = path + ".tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        _load_yaml(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 # --------------------------------------------------------------------------------------------
 # Pseudo-Python rendering
 
@@ -349,7 +335,7 @@ class LazyConfig:
         directory = os.path.dirname(path)
         if directory:
             os.makedirs(directory, exist_ok=True)
-        _atomic_write(path, text)
+        atomic_write_text(path, text, verify=_load_yaml)  # a file that does not reload never lands
 
     @staticmethod
     def apply_overrides(cfg: Any, overrides: Sequence[str]) -> Any:

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Callable, IO
+from typing import IO, Callable, Optional
 
 
-def atomic_write(path: str, write: Callable[[IO[bytes]], None]) -> None:
-    """Call ``write(f)`` on a temporary file beside ``path``, fsync it, then rename over ``path``."""
+def atomic_write(path: str, write: Callable[[IO[bytes]], None],
+                 verify: Optional[Callable[[str], object]] = None) -> None:
+    """Call ``write(f)`` on a temporary file beside ``path``, fsync it, optionally
+    ``verify(temporary path)`` (an exception leaves ``path`` untouched), then rename over ``path``."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     try:
@@ -15,6 +17,8 @@ def atomic_write(path: str, write: Callable[[IO[bytes]], None]) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        if verify is not None:
+            verify(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -30,5 +34,5 @@ def atomic_write(path: str, write: Callable[[IO[bytes]], None]) -> None:
         pass
 
 
-def atomic_write_text(path: str, text: str) -> None:
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+def atomic_write_text(path: str, text: str, verify: Optional[Callable[[str], object]] = None) -> None:
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")), verify)
