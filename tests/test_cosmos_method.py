@@ -188,3 +188,19 @@ def test_teacher_frozen_and_in_eval_mode() -> None:
     t_params, s_params = model.ema_parameters()
     assert len(t_params) == len(s_params) == len(list(model.student.parameters()))
     assert set(model.encoders()) == {"student", "teacher"}
+
+
+def test_trimming_text_padding_is_exact_with_the_mask() -> None:
+    g, l, tok = _inputs()
+    full = _model(mask_text_padding=True)
+    trimmed = _model(mask_text_padding=True, trim_text_padding=True)
+    a, b = full.forward_explicit(g, l, tok), trimmed.forward_explicit(g, l, tok)
+    for key in ("clip_loss", "distill_loss"):
+        assert torch.allclose(a[key], b[key], atol=1e-6), key
+    a["loss"].backward()
+    b["loss"].backward()
+    for (name, p), q in zip(full.named_parameters(), trimmed.parameters()):
+        if p.grad is not None:
+            assert torch.allclose(p.grad, q.grad, atol=1e-5), name
+    with pytest.raises(ValueError, match="mask_text_padding"):
+        _model(trim_text_padding=True)

@@ -37,13 +37,21 @@ class COSMOS(nn.Module):
         cross_attention: off = distil the student's own normalized embeddings (no poolers).
         distillation: off = CLIP loss on the crops only (no teacher forward).
         num_global_captions: captions that go through the teacher (official: 2).
+        trim_text_padding: run global and local captions through the text tower cut to their
+            group's longest caption (exact for pooled embeddings; requires
+            ``mask_text_padding=True`` so that the dropped padding keys were masked anyway).
     """
 
     def __init__(self, student: nn.Module, clip_loss: nn.Module, distill_loss: nn.Module,
                  clip_weight: float = 1.0, distill_weight: float = 1.0,
                  mask_text_padding: bool = False, cross_attention: bool = True,
-                 distillation: bool = True, num_global_captions: int = 2) -> None:
+                 distillation: bool = True, num_global_captions: int = 2,
+                 trim_text_padding: bool = False) -> None:
         super().__init__()
+        if trim_text_padding and not mask_text_padding:
+            raise ValueError("trim_text_padding=True needs mask_text_padding=True: without the mask "
+                             "the official code attends to padding keys, which trimming would drop")
+        self.trim_text_padding = trim_text_padding
         self.student = student
         self.teacher = make_teacher(student)
         self.clip_loss, self.distill_loss = clip_loss, distill_loss
@@ -68,6 +76,25 @@ class COSMOS(nn.Module):
             pooled = torch.cat([pooled, visual(torch.cat(list(local_crops)))[0]])
         return pooled, tokens[:batch]
 
+    def _encode_texts(self, tokens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pooled (n·B, D) caption-major, plus caption 1's token features (B, T, W) and ids (B, T)."""
+        text = self.student.encoder.text
+        batch = tokens.shape[0]
+        rows = caption_major(tokens)
+        if not self.trim_text_padding:
+            pooled, feats = text(rows)
+            return pooled, feats[:batch], rows[:batch]
+        split = self.num_global_captions * batch
+        pooled, first = [], None
+        for group in (rows[:split], rows[split:]):
+            if group.shape[0] == 0:
+                continue
+            group = group[:, : int(group.argmax(dim=-1).max()) + 1]   # up to the last EOT
+            p, feats = text(group)
+            pooled.append(p)
+            first = first if first is not None else (feats[:batch], group[:batch])
+        return torch.cat(pooled), first[0], first[1]
+
     def student_outputs(self, global_crops: Sequence[torch.Tensor],
                         local_crops: Sequence[torch.Tensor], tokens: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Student features, as the official ``CLIP.forward(images, text, batch_size)`` forms them.
@@ -79,15 +106,14 @@ class COSMOS(nn.Module):
         batch, n_txt = tokens.shape[0], tokens.shape[1]
         n_img = len(global_crops) + len(local_crops)
         image, patches = self._encode_images(global_crops, local_crops)
-        text_rows = caption_major(tokens)
-        text, text_tokens = s.encoder.text(text_rows)
+        text, caption1_feats, caption1_ids = self._encode_texts(tokens)
         out = {"image": F.normalize(image, dim=-1), "text": F.normalize(text, dim=-1)}
         if not self.cross_attention:
             out["img_cross"], out["txt_cross"] = out["image"], out["text"]
             return out
-        caption1 = s.text_token_mapping(text_tokens[:batch])            # (B, T, D)
+        caption1 = s.text_token_mapping(caption1_feats)                   # (B, T, D)
         patches = s.image_token_mapping(patches)                          # (B, N, D)
-        mask = padding_mask(text_rows[:batch]) if self.mask_text_padding else None
+        mask = padding_mask(caption1_ids) if self.mask_text_padding else None
         # each sample's n queries attend to that sample's keys in one call (no tiling)
         img_q = image.view(n_img, batch, -1).transpose(0, 1)              # (B, n_img, D)
         txt_q = text.view(n_txt, batch, -1).transpose(0, 1)               # (B, n_txt, D)
