@@ -27,3 +27,20 @@ class CheckpointError(CosmosError):
 
 class NonFiniteLossError(CosmosError, FloatingPointError):
     """A loss term became NaN or Inf."""
+
+
+class DataError(CosmosError):
+    """A data source is missing, malformed, or too much of it is bad."""
+
+
+class BadSampleError(Exception):
+    """One sample cannot be used (corrupt image, empty caption); readers skip and count it.
+
+    ``reason`` is a short stable tag used as the metrics counter name (``corrupt_image``,
+    ``empty_caption``, ``missing_image``, ...).
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
