@@ -4,6 +4,10 @@ Batch ``s`` on rank ``r`` holds the samples at stream positions ``(s·W + r)·B 
 position maps to a dataset index through a per-epoch permutation seeded by ``(seed, epoch)``,
 and each sample's augmentation RNG is seeded by ``(seed, position)``. So batch ``s`` is the same
 whatever the number of workers, and resuming at step ``s`` needs only the number ``s``.
+
+A sample whose dataset item raises :class:`~cosmos.utils.errors.BadSampleError` (e.g. a corrupt
+image in a CSV dataset) is replaced by the next dataset index and counted; the counts are
+``metrics()`` (``data/*``) and stop the run past ``max_bad_fraction``.
 """
 from __future__ import annotations
 
@@ -14,7 +18,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from cosmos.data import stats as data_stats
 from cosmos.utils.distributed import get_rank, get_world_size
+from cosmos.utils.errors import BadSampleError, DataError
 
 
 def collate(samples: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -55,8 +61,19 @@ class _PairBatches(Dataset):
             self._perm_epoch = epoch
         return int(self._perm[position % n])
 
-    def make_sample(self, position: int) -> Dict[str, Any]:
-        sample = self.dataset[self.dataset_index(position)]
+    def read(self, position: int, counters: Dict[str, object]) -> Dict[str, Any]:
+        """The dataset item at ``position``, or the first good one after it (bad ones counted)."""
+        index, n = self.dataset_index(position), len(self.dataset)
+        for attempt in range(min(n, 100)):
+            try:
+                return self.dataset[(index + attempt) % n]
+            except BadSampleError as e:
+                data_stats.count_bad(counters, e.reason, str(e))
+        raise BadSampleError("no_good_sample", f"100 bad items in a row from index {index}")
+
+    def make_sample(self, position: int, counters: Dict[str, object]) -> Dict[str, Any]:
+        sample = self.read(position, counters)
+        counters["samples"] = int(counters["samples"]) + 1
         rng = random.Random((self.seed << 48) ^ position)
         torch.manual_seed(rng.getrandbits(63))  # torchvision draws crop geometry from torch's RNG
         out = dict(self.image_transform(sample["image"], rng))
@@ -66,7 +83,10 @@ class _PairBatches(Dataset):
 
     def __getitem__(self, step: int) -> Dict[str, Any]:
         first = (step * self.world_size + self.rank) * self.batch_size
-        return collate([self.make_sample(first + j) for j in range(self.batch_size)])
+        counters = data_stats.new_counters()
+        batch = collate([self.make_sample(first + j, counters) for j in range(self.batch_size)])
+        batch["_counters"] = counters
+        return batch
 
 
 class _CountFrom(Sampler):
@@ -85,22 +105,36 @@ class ResumableLoader:
 
     def __init__(self, dataset, image_transform: Callable, text_transform: Callable,
                  tokenizer: Callable, batch_size: int, num_workers: int = 0, seed: int = 0,
-                 pin_memory: bool = False) -> None:
+                 pin_memory: bool = False, max_bad_fraction: float = 0.05,
+                 min_samples_for_abort: int = 1000) -> None:
         self.batches = _PairBatches(dataset, image_transform, text_transform, tokenizer, batch_size,
                                     seed, get_rank(), get_world_size())
         self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
+        self.max_bad_fraction, self.min_samples_for_abort = max_bad_fraction, min_samples_for_abort
         self.position = 0
+        self.counters = data_stats.new_counters()
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         loader = DataLoader(self.batches, batch_size=None, sampler=_CountFrom(self.position),
                             num_workers=self.num_workers, pin_memory=self.pin_memory,
                             persistent_workers=False)
         for batch in loader:
+            self.counters = data_stats.merge([self.counters, batch.pop("_counters")])
             self.position += 1
+            data_stats.check_bad_fraction(self.counters, self.max_bad_fraction,
+                                          self.min_samples_for_abort, "training data")
             yield batch
 
-    def state_dict(self) -> Dict[str, int]:
-        return {"position": self.position}
+    def metrics(self) -> Dict[str, float]:
+        return data_stats.as_metrics(self.counters)
 
-    def load_state_dict(self, state: Optional[Dict[str, int]]) -> None:
+    def state_dict(self) -> Dict[str, Any]:
+        return {"position": self.position, "counters": dict(self.counters)}
+
+    def load_state_dict(self, state: Optional[Dict[str, Any]]) -> None:
         self.position = int(state["position"]) if state else 0
+        self.counters = data_stats.new_counters()
+        if state and "streams" in state:
+            raise DataError("the checkpoint's data state is from a shard stream, not this loader")
+        if state and state.get("counters"):
+            self.counters = data_stats.merge([state["counters"]])

@@ -131,6 +131,9 @@ class Trainer:
         extra = getattr(self.model, "extra_metrics", None)
         if callable(extra):
             self.storage.put_scalars(**extra())
+        data_metrics = getattr(self.data_loader, "metrics", None)
+        if callable(data_metrics):  # e.g. data/samples, data/bad_fraction
+            self.storage.put_scalars(**data_metrics())
 
     # -- checkpoint state -------------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:

@@ -102,6 +102,9 @@ class ProgressPrinter:
             parts.append(f"{storage.median('pairs_per_s'):.1f} pairs/s")
         if "data_time" in latest:
             parts.append(f"data {storage.median('data_time'):.3f}s")
+        bad = latest.get("data/bad_samples", (0.0, 0))[0]
+        if bad:
+            parts.append(f"skipped {int(bad)} bad samples ({100 * latest['data/bad_fraction'][0]:.2f}%)")
         if step_time:
             eta = datetime.timedelta(seconds=int(step_time * (self.max_iter - storage.iter)))
             parts.append(f"eta {eta}")
