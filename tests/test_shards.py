@@ -63,8 +63,8 @@ def test_reads_what_webdataset_reads(shard_dir) -> None:
 def test_decode_sample_captions_and_errors() -> None:
     img = png_bytes(Image.new("RGB", (8, 8), (200, 10, 10)))
     s = decode_sample("k", {"png": img, "txt": b"a raw caption",
-                            "json": json.dumps({"long": ["A.", "B."], "n": 3, "url": "x"}).encode()})
-    assert s["captions"] == {"long": ["A.", "B."], "url": "x", "raw_caption": "a raw caption"}
+                            "json": json.dumps({"long": ["A.", "B."], "n": 3, "url": "x", "alt": "y"}).encode()})
+    assert s["captions"] == {"long": ["A.", "B."], "alt": "y", "raw_caption": "a raw caption"}
     assert s["image"].size == (8, 8) and s["image"].mode == "RGB"
     only = decode_sample("k", {"png": img, "json": b'{"long": "x"}'}, caption_keys=["long"])
     assert only["captions"] == {"long": "x"}

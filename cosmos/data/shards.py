@@ -59,6 +59,9 @@ logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 SOURCE_SEP = "::"
+# JSON string fields that describe a sample rather than caption it (img2dataset, make_shards).
+METADATA_KEYS = frozenset({"url", "key", "source_path", "status", "error_message", "sha256",
+                           "exif", "md5"})
 
 
 def expand_urls(urls: Union[str, Sequence[str]]) -> List[List[str]]:
@@ -153,7 +156,8 @@ def decode_sample(key: str, files: Dict[str, bytes],
                   caption_keys: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Tar members of one sample → ``{"image": PIL RGB, "captions": {...}, "key": key}``.
 
-    Captions are the JSON's string / string-list fields (or only ``caption_keys``), with the
+    Captions are the JSON's string / string-list fields except ``METADATA_KEYS`` (or exactly
+    ``caption_keys``), with the
     ``txt`` member as ``raw_caption`` when the JSON has none. Raises :class:`BadSampleError`
     (``missing_image``, ``corrupt_image``, ``bad_json``, ``empty_caption``).
     """
@@ -169,7 +173,7 @@ def decode_sample(key: str, files: Dict[str, bytes],
         if not isinstance(meta, dict):
             raise BadSampleError("bad_json", f"{key}: not a JSON object")
         captions = {k: v for k, v in meta.items()
-                    if (caption_keys is None or k in caption_keys)
+                    if (k in caption_keys if caption_keys is not None else k not in METADATA_KEYS)
                     and (isinstance(v, str) or _is_text_list(v))}
     if "txt" in files and "raw_caption" not in captions:
         captions["raw_caption"] = files["txt"].decode("utf-8", errors="replace").strip()
