@@ -5,8 +5,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 DEMO_DIR ?= runs/demo
+SHARD_DIR := datasets/synthetic_scenes
+SHARD_INDEX := $(SHARD_DIR)/train-index.json
 
-.PHONY: install demo test clean-demo
+.PHONY: install shards demo test clean-demo
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,8 +17,15 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)
 
-demo: $(STAMP)
-	$(PY) tools/train_net.py --config-file configs/clip/clip_tiny_synthetic.py train.output_dir=$(DEMO_DIR)
+# The synthetic scenes as webdataset shards (10 x 2,000 scenes of 64 px), read by the demo configs.
+$(SHARD_INDEX): | $(STAMP)
+	$(PY) tools/make_shards.py synthetic --out $(SHARD_DIR) --prefix train --num-samples 20000 \
+		--samples-per-shard 2000 --image-size 64 --presplit
+
+shards: $(SHARD_INDEX)
+
+demo: $(STAMP) $(SHARD_INDEX)
+	$(PY) tools/demo.py --out $(DEMO_DIR)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests

@@ -21,9 +21,13 @@ TINY_VALUES = {
 }
 
 
-def tiny_overrides(output_dir: str, max_iter: int = 2) -> List[str]:
-    """Overrides for the synthetic demo config that make it train in a second or two."""
+def tiny_overrides(output_dir: str, urls: str, max_iter: int = 2) -> List[str]:
+    """Overrides for the synthetic demo config that make it train in a second or two.
+
+    ``urls``: small synthetic-scene shards (the ``synthetic_shards`` fixture, 32 px images).
+    """
     return [
+        f"dataloader.train.urls={urls}",
         f"train.output_dir={output_dir}", f"train.max_iter={max_iter}", "train.log_period=1",
         "train.eval_period=0", "model.model.visual.width=32", "model.model.visual.layers=1",
         "model.model.visual.heads=2", "model.model.visual.image_size=32",
@@ -31,7 +35,6 @@ def tiny_overrides(output_dir: str, max_iter: int = 2) -> List[str]:
         "model.model.text.width=32", "model.model.text.layers=1", "model.model.text.heads=2",
         "model.model.text.output_dim=16", "model.model.text.context_length=32",
         "dataloader.train.batch_size=4", "dataloader.train.num_workers=0",
-        "dataloader.train.dataset.num_samples=32", "dataloader.train.dataset.image_size=32",
         "dataloader.train.image_transform.size=32", "dataloader.train.tokenizer.context_length=32",
         "evaluation.synthetic.dataset.num_samples=8", "evaluation.synthetic.dataset.image_size=32",
         "evaluation.synthetic.transform.size=32", "evaluation.synthetic.tokenizer.context_length=32",

@@ -35,7 +35,8 @@ def scene_samples(start: int, count: int, image_size: int = 32) -> List[Sample]:
     for i in range(start, start + count):
         item = ds[i]
         caps = item["captions"]
-        meta = {"raw_caption": caps["raw"], "short": caps["short"], "long": caps["long"]}
+        meta = {"raw_caption": caps["raw"], "short": caps["short"], "long": caps["long"],
+                "caption": " ".join(caps["long"])}  # PixelProse's field: one unsplit caption
         out.append((item["key"], {"png": png_bytes(item["image"]), "txt": caps["raw"].encode(),
                                   "json": json.dumps(meta).encode()}))
     return out

@@ -36,11 +36,12 @@ def test_cosine_loss_values() -> None:
     assert abs(float(cls()(x, x, orth, orth, torch.tensor(1.0))) - 1.0) < 1e-7
 
 
-def test_project_trains_from_the_stock_entry_point(tmp_path) -> None:
+def test_project_trains_from_the_stock_entry_point(tmp_path, synthetic_shards) -> None:
     out = tmp_path / "run"
     tiny = [f"train.output_dir={out}", "train.max_iter=2", "train.eval_period=0",
             "dataloader.train.batch_size=2", "dataloader.train.num_workers=0",
-            "dataloader.train.dataset.num_samples=8", "evaluation.synthetic.dataset.num_samples=4",
+            f"dataloader.train.urls={synthetic_shards}", "evaluation.synthetic.dataset.num_samples=4",
+            "dataloader.train.image_transform.global_size=32", "model.student.encoder.visual.image_size=32",
             "model.student.encoder.visual.width=32", "model.student.encoder.visual.layers=1",
             "model.student.encoder.text.width=32", "model.student.encoder.text.layers=1"]
     env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1")

@@ -224,3 +224,17 @@ def test_state_from_another_layout_restarts_with_a_warning(shard_dir, caplog) ->
     b.load_state_dict(a.state_dict())
     assert "not an exact continuation" in caplog.text
     assert b.position == 2 and len(take(b, 1)[0]["key"]) == 4
+
+
+def test_missing_shards_are_one_clear_error(tmp_path) -> None:
+    with pytest.raises(DataError, match=r"none of the 3 shards exists: .*nope-\{0\.\.2\}\.tar"):
+        make_stream(str(tmp_path / "nope-{0..2}.tar"))
+
+
+def test_a_stream_of_only_bad_samples_stops(shard_dir) -> None:
+    """No batch ever forms, so the check must happen inside the stream (was an endless loop)."""
+    stream = make_stream(f"{shard_dir}/s-{{000..005}}.tar", num_workers=1,
+                         text_transform=TextCrop(pools=("no_such_field",)),
+                         max_bad_fraction=0.5, min_samples_for_abort=20)
+    with pytest.raises(DataError, match=r"stream 0: 20 of 20 samples were bad .*empty_caption=20"):
+        take(stream, 1)

@@ -23,10 +23,10 @@ def _assert_same_weights(a: dict, b: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def straight_run(tmp_path_factory) -> str:
+def straight_run(tmp_path_factory, synthetic_shards) -> str:
     out = str(tmp_path_factory.mktemp("straight"))
-    res = run_train(["--config-file", DEMO_CONFIG, *tiny_overrides(out, MAX_ITER),
-                     "train.checkpoint_period=3"])
+    res = run_train(["--config-file", DEMO_CONFIG,
+                     *tiny_overrides(out, synthetic_shards, MAX_ITER), "train.checkpoint_period=3"])
     assert res.returncode == 0, res.stderr[-3000:]
     return out
 
@@ -48,9 +48,10 @@ def test_run_directory_layout(straight_run: str) -> None:
     assert "pairs/s" in log and "eta" in log and f"step {MAX_ITER}/{MAX_ITER}" in log
 
 
-def test_kill_and_resume_equals_straight_run(straight_run: str, tmp_path) -> None:
+def test_kill_and_resume_equals_straight_run(straight_run: str, tmp_path, synthetic_shards) -> None:
     out = str(tmp_path)
-    args = ["--config-file", DEMO_CONFIG, *tiny_overrides(out, MAX_ITER), "train.checkpoint_period=3"]
+    args = ["--config-file", DEMO_CONFIG,
+            *tiny_overrides(out, synthetic_shards, MAX_ITER), "train.checkpoint_period=3"]
     killed = run_train(args + ["train.hooks=[{_target_: tests.helpers.KillBeforeStep, step: 3}]"])
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert not os.path.exists(os.path.join(out, "student.pth"))
@@ -61,9 +62,11 @@ def test_kill_and_resume_equals_straight_run(straight_run: str, tmp_path) -> Non
     _assert_same_weights(_weights(straight_run), _weights(out))
 
 
-def test_kill_during_save_resumes_from_previous_checkpoint(straight_run: str, tmp_path) -> None:
+def test_kill_during_save_resumes_from_previous_checkpoint(straight_run: str, tmp_path,
+                                                        synthetic_shards) -> None:
     out = str(tmp_path)
-    args = ["--config-file", DEMO_CONFIG, *tiny_overrides(out, MAX_ITER), "train.checkpoint_period=2"]
+    args = ["--config-file", DEMO_CONFIG,
+            *tiny_overrides(out, synthetic_shards, MAX_ITER), "train.checkpoint_period=2"]
     killed = run_train(args + ["train.hooks=[{_target_: tests.helpers.KillDuringSave, step: 4}]"])
     assert killed.returncode == -9, killed.stderr[-2000:]
     ckpt_dir = os.path.join(out, "checkpoints")
@@ -77,9 +80,9 @@ def test_kill_during_save_resumes_from_previous_checkpoint(straight_run: str, tm
     _assert_same_weights(_weights(straight_run), _weights(out))
 
 
-def test_nan_guard_names_step_and_term(tmp_path) -> None:
+def test_nan_guard_names_step_and_term(tmp_path, synthetic_shards) -> None:
     out = str(tmp_path)
-    res = run_train(["--config-file", DEMO_CONFIG, *tiny_overrides(out, 5),
+    res = run_train(["--config-file", DEMO_CONFIG, *tiny_overrides(out, synthetic_shards, 5),
                      "train.hooks=[{_target_: tests.helpers.ExplodeAtStep, step: 3}]"])
     assert res.returncode == 2
     assert res.stderr.strip().splitlines()[-1].startswith(
@@ -87,9 +90,9 @@ def test_nan_guard_names_step_and_term(tmp_path) -> None:
     assert "Traceback" not in res.stderr
 
 
-def test_no_resume_refuses_to_overwrite(straight_run: str) -> None:
+def test_no_resume_refuses_to_overwrite(straight_run: str, synthetic_shards) -> None:
     before = os.path.getmtime(os.path.join(straight_run, "checkpoints", "model_0000006.pth"))
     res = run_train(["--config-file", DEMO_CONFIG, "--no-resume",
-                     *tiny_overrides(straight_run, MAX_ITER)])
+                     *tiny_overrides(straight_run, synthetic_shards, MAX_ITER)])
     assert res.returncode == 2 and "already holds" in res.stderr
     assert os.path.getmtime(os.path.join(straight_run, "checkpoints", "model_0000006.pth")) == before

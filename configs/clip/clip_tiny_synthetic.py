@@ -1,5 +1,6 @@
-# The demo: a small CLIP trained on CPU on the built-in synthetic scenes (`make demo`).
-from ..common.data.synthetic import dataloader, evaluation
+# The demo's baseline: a small CLIP trained on CPU on the synthetic-scene shards (`make demo`
+# trains it beside COSMOS with the same steps and batch; `make shards` writes the shards).
+from ..common.data.synthetic_shards import dataloader, evaluation
 from ..common.models.clip import model
 from ..common.optim import AdamW as optimizer
 from ..common.schedule import lr_multiplier
@@ -12,5 +13,7 @@ optimizer.lr = 1e-3
 optimizer.params.weight_decay = 0.1
 lr_multiplier.warmup_steps = 50
 
-train.update(output_dir="./runs/clip_tiny_synthetic", max_iter=400, checkpoint_period=100,
-             eval_period=200, log_period=20)
+dataloader.train.batch_size = 32
+
+train.update(output_dir="./runs/clip_tiny_synthetic", max_iter=250, checkpoint_period=50,
+             eval_period=0, log_period=10)

@@ -1,5 +1,7 @@
-# A small COSMOS on the synthetic scenes (CPU-sized twin of the paper configs).
-from ..common.data.synthetic_multicrop import dataloader, evaluation
+# The demo: a small COSMOS trained on CPU on the synthetic-scene shards (`make demo`, with the
+# CLIP baseline configs/clip/clip_tiny_synthetic.py beside it; `make shards` writes the shards).
+# The recipe-faithful tiny twins of the paper configs are in configs/cosmos/tiny/.
+from ..common.data.synthetic_shards_multicrop import dataloader, evaluation
 from ..common.models.cosmos import ema, model
 from ..common.optim import AdamW as optimizer
 from ..common.schedule import lr_multiplier
@@ -10,6 +12,11 @@ model.student.encoder.visual.update(image_size=64, patch_size=8, width=128, laye
 model.student.encoder.text.update(width=128, layers=4, heads=2, output_dim=128)
 model.student.image_cross_pooler.heads = 4
 model.student.text_cross_pooler.heads = 4
+# Caption padding is masked out of cross-attention (the official code keeps padded positions as
+# keys) and then trimmed, which is exact given the mask and 3x faster on CPU;
+# `model.mask_text_padding=False model.trim_text_padding=False` is the official behaviour.
+model.mask_text_padding = True
+model.trim_text_padding = True
 dataloader.train.batch_size = 32
 
 optimizer.lr = 1e-3
@@ -17,5 +24,5 @@ optimizer.params.weight_decay = 0.1
 lr_multiplier.warmup_steps = 50
 ema.momentum.momentum = 0.99
 
-train.update(output_dir="./runs/cosmos_tiny_synthetic", max_iter=400, checkpoint_period=100,
-             eval_period=200, log_period=20)
+train.update(output_dir="./runs/cosmos_tiny_synthetic", max_iter=250, checkpoint_period=50,
+             eval_period=0, log_period=10)

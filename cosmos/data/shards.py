@@ -202,12 +202,13 @@ class _Spec:
 
     def __init__(self, sources, weights, resampled, interleave, seed, num_streams, batch_size,
                  image_transform, text_transform, tokenizer, caption_keys,
-                 max_failed_shards) -> None:
+                 max_failed_shards, max_bad_fraction=1.0, min_samples_for_abort=0) -> None:
         self.sources, self.resampled, self.interleave = sources, resampled, interleave
         self.seed, self.num_streams, self.batch_size = seed, num_streams, batch_size
         self.image_transform, self.text_transform = image_transform, text_transform
         self.tokenizer, self.caption_keys = tokenizer, caption_keys
         self.max_failed_shards = max_failed_shards
+        self.max_bad_fraction, self.min_samples_for_abort = max_bad_fraction, min_samples_for_abort
         w = np.asarray(weights if weights is not None else [len(s) for s in sources], float)
         self.probs = w / w.sum()
         self.all_shards = [u for s in sources for u in s]
@@ -301,6 +302,9 @@ class _Spec:
                                         _rng("aug", self.seed, g, n))
             except BadSampleError as e:
                 data_stats.count_bad(stats, e.reason, f"{shard.url}:{e}")
+                # checked here too: a stream of nothing but bad samples never yields a batch
+                data_stats.check_bad_fraction(stats, self.max_bad_fraction,
+                                              self.min_samples_for_abort, f"stream {g}")
                 continue
             stats["samples"] += 1
             empty_epochs = 0
@@ -386,6 +390,11 @@ class ShardStream:
         if batch_size < 1 or interleave < 1 or num_workers < 0:
             raise ConfigError(f"need batch_size >= 1, interleave >= 1, num_workers >= 0; got "
                               f"{batch_size}, {interleave}, {num_workers}")
+        local = [u for s in sources for u in s if "://" not in u]
+        if local and len(local) == sum(len(s) for s in sources) and \
+                not any(os.path.exists(u) for u in local):
+            raise DataError(f"none of the {len(local)} shards exists: {urls!r} "
+                            f"(relative to {os.getcwd()})")
         self.rank = dist_utils.get_rank() if rank is None else int(rank)
         self.world_size = dist_utils.get_world_size() if world_size is None else int(world_size)
         self.num_workers = int(num_workers)
@@ -398,7 +407,8 @@ class ShardStream:
                 f"use fewer workers, more shards, or resampled=True")
         self.spec = _Spec(sources, weights, bool(resampled), int(interleave), int(seed),
                           num_streams, int(batch_size), image_transform, text_transform,
-                          tokenizer, caption_keys, int(max_failed_shards))
+                          tokenizer, caption_keys, int(max_failed_shards),
+                          float(max_bad_fraction), int(min_samples_for_abort))
         self.batch_size, self.pin_memory = int(batch_size), pin_memory
         self.prefetch_factor = prefetch_factor
         self.max_bad_fraction, self.min_samples_for_abort = max_bad_fraction, min_samples_for_abort

@@ -1,0 +1,24 @@
+from cosmos.config import LazyCall as L
+from cosmos.data import ClipTokenizer, ShardStream
+
+# Paper-scale COSMOS data (reference §3, §5): recaptioned webdataset shards with the captions
+# pre-split into sentences (raw, short and long pools), 2 global 224 px + 6 local 96 px image
+# crops, 8 text crops, per-GPU batch 64 (CC3M) or 32 (the larger sets), 16 loader workers per GPU.
+# `urls` is set by the dataset config; COSMOS_DATA (env) is the root of the shard folders.
+dataloader = dict(
+    train=L(ShardStream)(
+        urls="???",
+        image_transform=L("image_crops.cosmos_multicrop")(
+            global_size=224, local_size=96, num_global=2, num_local=6,
+            global_scale=(0.4, 1.0), local_scale=(0.05, 0.4)),
+        text_transform=L("text_crops.cosmos_textcrop")(
+            num_captions=8, num_global=2, max_global_sentences=5, pools=("raw", "short", "long")),
+        tokenizer=L(ClipTokenizer)(context_length=77),
+        batch_size=64,
+        num_workers=16,
+        seed="${train.seed}",
+        resampled=True,
+        interleave=4,
+        max_bad_fraction=0.01,
+    ),
+)

@@ -1,0 +1,7 @@
+# COSMOS ViT-B/32 on the cc3m recipe of cosmos_vitb16_cc3m.py (the official B/32 checkpoints
+# were trained with the same scripts and --model ViT-B-32; reference §1.1, §5).
+from .cosmos_vitb16_cc3m import (  # noqa: F401
+    dataloader, ema, evaluation, lr_multiplier, model, optimizer, train)
+
+model.student.encoder.visual.patch_size = 32
+train.output_dir = "./runs/cosmos_vitb32_cc3m"
