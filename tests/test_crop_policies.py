@@ -199,3 +199,23 @@ def test_batch_through_the_loader() -> None:
     again = next(iter(_loader()))
     assert all(torch.equal(a, b) for a, b in zip(_views(batch), _views(again)))
     assert torch.equal(batch["tokens"], again["tokens"])
+
+
+def test_sampled_caption_is_one_cosmos_global_caption() -> None:
+    from cosmos.data.text_crops import SampledCaption, TextCrop
+
+    caps = {"raw_caption": "alt text", "long": ["One.", "Two.", "Three."]}
+    one = SampledCaption()(caps, random.Random(5))
+    ref = TextCrop(num_captions=1, num_global=1)(caps, random.Random(5))
+    assert isinstance(one, str) and [one] == ref
+    assert set(one.split(". ")) <= {"alt text", "One", "Two", "Three"}
+
+
+def test_full_caption_reads_the_pool_keys_of_shards() -> None:
+    from cosmos.data.transforms import FullCaption, RawCaption
+
+    shard_caps = {"raw_caption": "alt text", "longSV_captions": ["A red circle.", "Blue."]}
+    assert RawCaption()(shard_caps, random.Random(0)) == "alt text"
+    assert FullCaption("long")(shard_caps, random.Random(0)) == "A red circle. Blue."
+    with pytest.raises(ValueError, match="no 'short' caption"):
+        FullCaption("short")(shard_caps, random.Random(0))

@@ -19,7 +19,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from cosmos.registry import TEXT_CROPS
 
-__all__ = ["POOL_KEYS", "split_caption", "draw_sentences", "TextCrop", "PixelProseTextCrop",
+__all__ = ["POOL_KEYS", "split_caption", "draw_sentences", "TextCrop", "SampledCaption",
+           "PixelProseTextCrop",
            "FullCaptionRepeated"]
 
 POOL_KEYS: Dict[str, Tuple[str, ...]] = {
@@ -105,6 +106,21 @@ class TextCrop:
         crops = [self.separator.join(draw_sentences(pool, self._global_length(rng), rng))
                  for _ in range(self.num_global)]
         return crops + draw_sentences(pool, self.num_captions - self.num_global, rng)
+
+
+@TEXT_CROPS.register(name="sampled_caption")
+class SampledCaption(TextCrop):
+    """One caption per sample for the CLIP/SigLIP baselines on recaptioned data: 1 to
+    ``max_global_sentences`` sentences drawn from the pools exactly as a COSMOS global caption
+    (the same text distribution, one view). Returns a string (→ tokens (L,))."""
+
+    def __init__(self, max_global_sentences: int = 5,
+                 pools: Sequence[str] = ("raw", "short", "long"), separator: str = ". ") -> None:
+        super().__init__(num_captions=1, num_global=1, max_global_sentences=max_global_sentences,
+                         pools=pools, separator=separator)
+
+    def __call__(self, captions: Mapping, rng: random.Random) -> str:  # type: ignore[override]
+        return super().__call__(captions, rng)[0]
 
 
 @TEXT_CROPS.register(name="pixelprose_textcrop")

@@ -12,6 +12,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torchvision import transforms as T
 
+from cosmos.data.text_crops import POOL_KEYS  # a pool's key names (raw → raw, raw_caption …)
 from cosmos.registry import IMAGE_CROPS, TEXT_CROPS
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -58,8 +59,11 @@ class FullCaption:
         self.pool = pool
 
     def __call__(self, captions: Dict, rng: random.Random) -> Union[str, List[str]]:
-        value = captions[self.pool]
-        return value if isinstance(value, str) else " ".join(value)
+        for key in POOL_KEYS.get(self.pool, (self.pool,)):
+            value = captions.get(key)
+            if value:
+                return value if isinstance(value, str) else " ".join(value)
+        raise ValueError(f"no {self.pool!r} caption in a sample with keys {sorted(captions)}")
 
 
 @TEXT_CROPS.register(name="raw_caption")
