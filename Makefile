@@ -17,10 +17,10 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)
 
-# The synthetic scenes as webdataset shards (10 x 2,000 scenes of 64 px), read by the demo configs.
+# The synthetic scenes as webdataset shards (10 x 1,000 scenes of 64 px), read by the demo configs.
 $(SHARD_INDEX): | $(STAMP)
-	$(PY) tools/make_shards.py synthetic --out $(SHARD_DIR) --prefix train --num-samples 20000 \
-		--samples-per-shard 2000 --image-size 64 --presplit
+	$(PY) tools/make_shards.py synthetic --out $(SHARD_DIR) --prefix train --num-samples 10000 \
+		--samples-per-shard 1000 --image-size 64 --presplit
 
 shards: $(SHARD_INDEX)
 

@@ -7,7 +7,7 @@ the same ``--steps`` and ``--batch-size``, then writes ``comparison.md`` (a tabl
 zero-shot results) and ``comparison.png`` (training loss curves and the table as bars) into
 ``--out``. Running it again continues unfinished runs and re-evaluates finished ones.
 
-    python tools/demo.py --out runs/demo [--steps 250] [--batch-size 32] [override ...]
+    python tools/demo.py --out runs/demo [--steps 200] [--batch-size 32] [override ...]
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ DEFAULT_SHARDS = "datasets/synthetic_scenes/train-{000000..000009}.tar"
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="runs/demo", help="directory of the two runs and the comparison")
-    p.add_argument("--steps", type=int, default=250, help="training steps of each run")
+    p.add_argument("--steps", type=int, default=200, help="training steps of each run")
     p.add_argument("--batch-size", type=int, default=32, help="pairs per step of each run")
     p.add_argument("overrides", nargs="*", help="config overrides applied to both runs")
     return p.parse_args(argv)

@@ -15,5 +15,5 @@ lr_multiplier.warmup_steps = 50
 
 dataloader.train.batch_size = 32
 
-train.update(output_dir="./runs/clip_tiny_synthetic", max_iter=250, checkpoint_period=50,
+train.update(output_dir="./runs/clip_tiny_synthetic", max_iter=200, checkpoint_period=50,
              eval_period=0, log_period=10)

@@ -24,5 +24,5 @@ optimizer.params.weight_decay = 0.1
 lr_multiplier.warmup_steps = 50
 ema.momentum.momentum = 0.99
 
-train.update(output_dir="./runs/cosmos_tiny_synthetic", max_iter=250, checkpoint_period=50,
+train.update(output_dir="./runs/cosmos_tiny_synthetic", max_iter=200, checkpoint_period=50,
              eval_period=0, log_period=10)

@@ -4,7 +4,7 @@ from cosmos.data import ClipTokenizer, ShardStream
 from .synthetic import evaluation  # noqa: F401  (held-out scenes, generated in memory)
 
 # The built-in synthetic scenes read from webdataset shards, the path a cluster job takes.
-# `make shards` (run by `make demo`) writes them: 10 shards x 2,000 scenes of 64 px.
+# `make shards` (run by `make demo`) writes them: 10 shards x 1,000 scenes of 64 px.
 dataloader = dict(
     train=L(ShardStream)(
         urls="datasets/synthetic_scenes/train-{000000..000009}.tar",

@@ -1,5 +1,5 @@
 # CPU twin of ../cosmos_vitb32_yfcc15m.py: the same recipe and data pipeline with a tiny
-# model, 64/32 px crops and the synthetic-scene shards (`make shards`). CI runs it.
+# model, 64/24 px crops and the synthetic-scene shards (`make shards`). CI runs it.
 from ..cosmos_vitb32_yfcc15m import (  # noqa: F401
     dataloader, ema, lr_multiplier, model, optimizer, train)
 from ...common.data.synthetic import evaluation  # noqa: F401
