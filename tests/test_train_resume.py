@@ -62,6 +62,24 @@ def test_kill_and_resume_equals_straight_run(straight_run: str, tmp_path, synthe
     _assert_same_weights(_weights(straight_run), _weights(out))
 
 
+def test_resume_with_loader_workers_equals_straight_run(tmp_path, synthetic_shards) -> None:
+    """Two shard-reading worker processes; the kill lands after an odd number of batches, so
+    the resumed workers must take over each other's streams."""
+    common = ["--config-file", DEMO_CONFIG, "train.checkpoint_period=3",
+              "dataloader.train.num_workers=2"]
+    straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+    res = run_train(common + tiny_overrides(straight, synthetic_shards, 5)
+                    + ["dataloader.train.num_workers=2"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    args = common + tiny_overrides(resumed, synthetic_shards, 5) + ["dataloader.train.num_workers=2"]
+    killed = run_train(args + ["train.hooks=[{_target_: tests.helpers.KillBeforeStep, step: 3}]"])
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert run_train(args).returncode == 0
+    _assert_same_weights(_weights(straight), _weights(resumed))
+    rows = [json.loads(x) for x in open(os.path.join(resumed, "metrics.jsonl"))]
+    assert [r["data/samples"] for r in rows if "data/samples" in r][-1] == 5 * 4
+
+
 def test_kill_during_save_resumes_from_previous_checkpoint(straight_run: str, tmp_path,
                                                         synthetic_shards) -> None:
     out = str(tmp_path)
