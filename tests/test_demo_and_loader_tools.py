@@ -1,0 +1,51 @@
+"""Smoke runs of tools/demo.py (both methods, comparison table and plot) and
+tools/benchmark_loader.py, with one step / one batch on the test shards."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+from tests.helpers import REPO
+
+
+def _run(args, timeout=600):
+    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_demo_trains_both_and_compares(tmp_path, synthetic_shards) -> None:
+    out = tmp_path / "demo"
+    res = _run(["tools/demo.py", "--out", str(out), "--steps", "1", "--batch-size", "2",
+                f"dataloader.train.urls={synthetic_shards}", "dataloader.train.num_workers=0",
+                "evaluation.synthetic.dataset.num_samples=6", "train.checkpoint_period=1"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    table = (out / "comparison.md").read_text()
+    rows = re.findall(r"^\| ([a-z].*?) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$", table, flags=re.M)
+    assert [r[0] for r in rows] == ["full caption i2t R@1", "full caption t2i R@1",
+                                    "small-object sentence t2i R@10", "shape classification top-1"]
+    clip = json.loads((out / "clip" / "eval" / "results.json").read_text())
+    assert float(rows[0][1]) == round(clip["student/retrieval/i2t_R@1"], 1)
+    cosmos = json.loads((out / "cosmos" / "eval" / "results.json").read_text())
+    assert float(rows[3][3]) == round(cosmos["teacher/classification/top1"], 1)
+    assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_demo_without_shards_says_how_to_make_them(tmp_path) -> None:
+    res = _run(["tools/demo.py", "--out", str(tmp_path / "d"),
+                "dataloader.train.urls=" + str(tmp_path / "none-{0..1}.tar")])
+    assert res.returncode != 0
+    assert "none of the 2 shards exists" in res.stdout + res.stderr
+
+
+def test_loader_benchmark_smoke(tmp_path, synthetic_shards) -> None:
+    out_json = tmp_path / "loader.json"
+    res = _run(["tools/benchmark_loader.py", "--shards", synthetic_shards, "--workers", "0",
+                "--batch", "2", "--batches", "1", "--warmup", "0", "--json", str(out_json)])
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert re.search(r"^\| 0 \(in process\) \| [\d.]+ \| [\d.]+ \| \d+ \|$", res.stdout, flags=re.M)
+    rows = json.loads(out_json.read_text())["results"]
+    assert rows[0]["workers"] == 0 and rows[0]["pairs_per_s"] > 0
