@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 
 import pytest
@@ -238,3 +239,28 @@ def test_a_stream_of_only_bad_samples_stops(shard_dir) -> None:
                          max_bad_fraction=0.5, min_samples_for_abort=20)
     with pytest.raises(DataError, match=r"stream 0: 20 of 20 samples were bad .*empty_caption=20"):
         take(stream, 1)
+
+
+def test_iopath_uris_are_read_through_the_path_manager(shard_dir) -> None:
+    """A URI scheme registered with the project's PathManager (as a cluster's storage would be)."""
+    from iopath.common.file_io import PathHandler
+
+    from cosmos.utils.file_io import PathManager
+
+    class TestStore(PathHandler):
+        PREFIX = "teststore://"
+
+        def _get_supported_prefixes(self):
+            return [self.PREFIX]
+
+        def _get_local_path(self, path, **kwargs):
+            return os.path.join(shard_dir, path[len(self.PREFIX):])
+
+        def _open(self, path, mode="r", **kwargs):
+            return open(self._get_local_path(path), mode)
+
+    if TestStore.PREFIX not in PathManager._path_handlers:
+        PathManager.register_handler(TestStore())
+    via_uri = take(make_stream("teststore://s-{000..005}.tar", seed=4), 2)
+    via_path = take(make_stream(f"{shard_dir}/s-{{000..005}}.tar", seed=4), 2)
+    assert [b["key"] for b in via_uri] == [b["key"] for b in via_path]
