@@ -11,7 +11,8 @@ import os
 import random
 import shutil
 import sys
-from typing import Any, Callable, Dict, Optional
+import time
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import numpy as np
 import torch
@@ -130,15 +131,27 @@ def build_evaluators(cfg: Any) -> Dict[str, Callable]:
     return {name: instantiate(node) for name, node in evaluation.items() if node is not None}
 
 
-def evaluate(meta_arch: nn.Module, evaluators: Dict[str, Callable]) -> Dict[str, float]:
-    """Run every evaluator on every encoder of the meta-architecture (student, teacher …)."""
+def evaluate(meta_arch: nn.Module, evaluators: Dict[str, Callable],
+             encoders: Optional[Sequence[str]] = None) -> Dict[str, float]:
+    """Run every evaluator on every encoder of the meta-architecture (student, teacher …).
+
+    Keys are ``encoder/metric`` with one evaluator, ``encoder/evaluator/metric`` with several.
+    ``encoders`` restricts which encoders run (an unknown name is an error).
+    """
     results: Dict[str, float] = {}
-    encoders = meta_arch.encoders() if hasattr(meta_arch, "encoders") else {"model": meta_arch}
-    for enc_name, encoder in encoders.items():
+    available = meta_arch.encoders() if hasattr(meta_arch, "encoders") else {"model": meta_arch}
+    if encoders:
+        unknown = [e for e in encoders if e not in available]
+        if unknown:
+            raise CosmosError(f"unknown encoder(s) {unknown}; this model has {sorted(available)}")
+        available = {name: available[name] for name in encoders}
+    for enc_name, encoder in available.items():
         for ev_name, evaluator in evaluators.items():
+            start = time.perf_counter()
             prefix = f"{enc_name}/" if len(evaluators) == 1 else f"{enc_name}/{ev_name}/"
             for key, value in evaluator(encoder).items():
                 results[prefix + key] = value
+            logger.info("evaluated %s on %s in %.1f s", enc_name, ev_name, time.perf_counter() - start)
     return results
 
 
@@ -152,9 +165,12 @@ def write_results(results: Dict[str, float], eval_dir: str, step: int) -> None:
     atomic_write_text(os.path.join(eval_dir, "results.md"), "\n".join(lines) + "\n")
 
 
-def load_model_weights(model: nn.Module, path: str) -> None:
-    """Load a model (or a full training checkpoint's ``model`` entry) with a one-line error."""
-    state = load_checkpoint(path)
+def load_model_weights(model: nn.Module, path: str, state: Optional[Dict[str, Any]] = None) -> None:
+    """Load a model (or a full training checkpoint's ``model`` entry) with a one-line error.
+
+    ``state``: the checkpoint at ``path`` when the caller has already loaded it.
+    """
+    state = load_checkpoint(path) if state is None else state
     state = state.get("model", state) if isinstance(state, dict) else state
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:

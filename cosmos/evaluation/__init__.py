@@ -1,3 +1,4 @@
 """Zero-shot evaluation. Importing this package registers the built-in evaluators."""
 from cosmos.evaluation.retrieval import retrieval_metrics  # noqa: F401
 from cosmos.evaluation.synthetic import SceneEvaluator  # noqa: F401
+from cosmos.evaluation.probes import ProbeEvaluator  # noqa: F401

@@ -1,0 +1,63 @@
+"""tools/eval_net.py: a trained checkpoint evaluated per encoder, results written, clear errors."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import REPO, run_train
+
+COSMOS_CONFIG = os.path.join(REPO, "configs", "cosmos", "cosmos_tiny_synthetic.py")
+TINY = ["model.student.encoder.visual.width=32", "model.student.encoder.visual.layers=1",
+        "model.student.encoder.text.width=32", "model.student.encoder.text.layers=1",
+        "evaluation.synthetic.dataset.num_samples=6", "dataloader.train.num_workers=0"]
+
+
+def _eval_net(args):
+    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1")
+    env.pop("COSMOS_TRACEBACK", None)
+    return subprocess.run([sys.executable, os.path.join(REPO, "tools", "eval_net.py"), *args],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def cosmos_run(tmp_path_factory, synthetic_shards) -> str:
+    out = str(tmp_path_factory.mktemp("cosmos_run"))
+    res = run_train(["--config-file", COSMOS_CONFIG, f"train.output_dir={out}", "train.max_iter=2",
+                     f"dataloader.train.urls={synthetic_shards}", "dataloader.train.batch_size=2",
+                     *TINY])
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out
+
+
+def test_evaluates_student_and_teacher_like_training_did(cosmos_run) -> None:
+    ckpt = os.path.join(cosmos_run, "checkpoints", "model_0000002.pth")
+    res = _eval_net(["--config-file", COSMOS_CONFIG, "--checkpoint", ckpt, *TINY])
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = os.path.join(cosmos_run, "eval_model_0000002")
+    results = json.load(open(os.path.join(out, "results.json")))
+    trained = json.load(open(os.path.join(cosmos_run, "eval", "results.json")))
+    assert results == trained  # same weights, same evaluator → the same numbers
+    assert {k.split("/")[0] for k in results if k != "iter"} == {"student", "teacher"}
+    assert os.path.exists(os.path.join(out, "results.md"))
+    assert "teacher/classification/top1" in res.stdout
+
+
+def test_encoder_selection_and_errors(cosmos_run, tmp_path) -> None:
+    ckpt = os.path.join(cosmos_run, "checkpoints", "model_0000002.pth")
+    res = _eval_net(["--config-file", COSMOS_CONFIG, "--checkpoint", ckpt, "--encoders", "teacher",
+                     "--output-dir", str(tmp_path / "t"), *TINY])
+    assert res.returncode == 0, res.stderr[-3000:]
+    keys = json.load(open(tmp_path / "t" / "results.json"))
+    assert all(k.startswith("teacher/") for k in keys if k != "iter")
+    bad = _eval_net(["--config-file", COSMOS_CONFIG, "--checkpoint", ckpt, "--encoders", "tutor",
+                     *TINY])
+    assert bad.returncode == 2 and "unknown encoder(s) ['tutor']" in bad.stderr
+    bad = _eval_net(["--config-file", COSMOS_CONFIG, "--checkpoint", ckpt, "--evaluators", "coco",
+                     *TINY])
+    assert bad.returncode == 2 and "unknown evaluator(s) ['coco']" in bad.stderr
+    bad = _eval_net(["--config-file", COSMOS_CONFIG, "--checkpoint", str(tmp_path / "no.pth"), *TINY])
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("error:")
