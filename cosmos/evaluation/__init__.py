@@ -2,3 +2,4 @@
 from cosmos.evaluation.retrieval import retrieval_metrics  # noqa: F401
 from cosmos.evaluation.synthetic import SceneEvaluator  # noqa: F401
 from cosmos.evaluation.probes import ProbeEvaluator  # noqa: F401
+from cosmos.evaluation import segmentation  # noqa: F401  (registers the segmentation evaluators)
