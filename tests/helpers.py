@@ -38,6 +38,8 @@ def tiny_overrides(output_dir: str, urls: str, max_iter: int = 2) -> List[str]:
         "dataloader.train.image_transform.size=32", "dataloader.train.tokenizer.context_length=32",
         "evaluation.synthetic.dataset.num_samples=8", "evaluation.synthetic.dataset.image_size=32",
         "evaluation.synthetic.transform.size=32", "evaluation.synthetic.tokenizer.context_length=32",
+        "evaluation.segmentation.dataset.num_samples=4", "evaluation.segmentation.dataset.image_size=32",
+        "evaluation.segmentation.tokenizer.context_length=32",
         "lr_multiplier.warmup_steps=1",
     ]
 

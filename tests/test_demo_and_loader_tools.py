@@ -21,16 +21,18 @@ def test_demo_trains_both_and_compares(tmp_path, synthetic_shards) -> None:
     out = tmp_path / "demo"
     res = _run(["tools/demo.py", "--out", str(out), "--steps", "1", "--batch-size", "2",
                 f"dataloader.train.urls={synthetic_shards}", "dataloader.train.num_workers=0",
-                "evaluation.synthetic.dataset.num_samples=6", "train.checkpoint_period=1"])
+                "evaluation.synthetic.dataset.num_samples=6",
+                "evaluation.segmentation.dataset.num_samples=4", "train.checkpoint_period=1"])
     assert res.returncode == 0, res.stderr[-3000:]
     table = (out / "comparison.md").read_text()
     rows = re.findall(r"^\| ([a-z].*?) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$", table, flags=re.M)
     assert [r[0] for r in rows] == ["full caption i2t R@1", "full caption t2i R@1",
-                                    "small-object sentence t2i R@10", "shape classification top-1"]
+                                    "small-object sentence t2i R@10", "shape classification top-1",
+                                    "segmentation mIoU"]
     clip = json.loads((out / "clip" / "eval" / "results.json").read_text())
-    assert float(rows[0][1]) == round(clip["student/retrieval/i2t_R@1"], 1)
+    assert float(rows[0][1]) == round(clip["student/synthetic/retrieval/i2t_R@1"], 1)
     cosmos = json.loads((out / "cosmos" / "eval" / "results.json").read_text())
-    assert float(rows[3][3]) == round(cosmos["teacher/classification/top1"], 1)
+    assert float(rows[3][3]) == round(cosmos["teacher/synthetic/classification/top1"], 1)
     assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
 
 

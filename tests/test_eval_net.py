@@ -13,7 +13,8 @@ from tests.helpers import REPO, run_train
 COSMOS_CONFIG = os.path.join(REPO, "configs", "cosmos", "cosmos_tiny_synthetic.py")
 TINY = ["model.student.encoder.visual.width=32", "model.student.encoder.visual.layers=1",
         "model.student.encoder.text.width=32", "model.student.encoder.text.layers=1",
-        "evaluation.synthetic.dataset.num_samples=6", "dataloader.train.num_workers=0"]
+        "evaluation.synthetic.dataset.num_samples=6", "evaluation.segmentation.dataset.num_samples=4",
+        "dataloader.train.num_workers=0"]
 
 
 def _eval_net(args):
@@ -43,7 +44,8 @@ def test_evaluates_student_and_teacher_like_training_did(cosmos_run) -> None:
     assert results == trained  # same weights, same evaluator → the same numbers
     assert {k.split("/")[0] for k in results if k != "iter"} == {"student", "teacher"}
     assert os.path.exists(os.path.join(out, "results.md"))
-    assert "teacher/classification/top1" in res.stdout
+    assert "teacher/synthetic/classification/top1" in res.stdout
+    assert 0 <= results["teacher/segmentation/mIoU"] <= 100
 
 
 def test_encoder_selection_and_errors(cosmos_run, tmp_path) -> None:

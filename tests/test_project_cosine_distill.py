@@ -41,6 +41,7 @@ def test_project_trains_from_the_stock_entry_point(tmp_path, synthetic_shards) -
     tiny = [f"train.output_dir={out}", "train.max_iter=2", "train.eval_period=0",
             "dataloader.train.batch_size=2", "dataloader.train.num_workers=0",
             f"dataloader.train.urls={synthetic_shards}", "evaluation.synthetic.dataset.num_samples=4",
+            "evaluation.segmentation.dataset.num_samples=2",
             "dataloader.train.image_transform.global_size=32", "model.student.encoder.visual.image_size=32",
             "model.student.encoder.visual.width=32", "model.student.encoder.visual.layers=1",
             "model.student.encoder.text.width=32", "model.student.encoder.text.layers=1"]

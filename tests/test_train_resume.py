@@ -43,7 +43,7 @@ def test_run_directory_layout(straight_run: str) -> None:
     assert [x["iter"] for x in lines if "clip_loss" in x] == list(range(1, MAX_ITER + 1))
     assert all(0 < x["lr"] for x in lines if "lr" in x)
     results = json.load(open(os.path.join(straight_run, "eval", "results.json")))
-    assert results["iter"] == MAX_ITER and 0 <= results["student/retrieval/i2t_R@1"] <= 100
+    assert results["iter"] == MAX_ITER and 0 <= results["student/synthetic/retrieval/i2t_R@1"] <= 100
     log = open(os.path.join(straight_run, "log.txt")).read()
     assert "pairs/s" in log and "eta" in log and f"step {MAX_ITER}/{MAX_ITER}" in log
 

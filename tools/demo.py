@@ -23,10 +23,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = (("cosmos", "configs/cosmos/cosmos_tiny_synthetic.py"),
         ("clip", "configs/clip/clip_tiny_synthetic.py"))
 # (row label, results.json key) for the comparison table, per encoder.
-METRICS = (("full caption i2t R@1", "retrieval/i2t_R@1"),
-           ("full caption t2i R@1", "retrieval/t2i_R@1"),
-           ("small-object sentence t2i R@10", "small_object/t2i_R@10"),
-           ("shape classification top-1", "classification/top1"))
+METRICS = (("full caption i2t R@1", "synthetic/retrieval/i2t_R@1"),
+           ("full caption t2i R@1", "synthetic/retrieval/t2i_R@1"),
+           ("small-object sentence t2i R@10", "synthetic/small_object/t2i_R@10"),
+           ("shape classification top-1", "synthetic/classification/top1"),
+           ("segmentation mIoU", "segmentation/mIoU"))
 DEFAULT_SHARDS = "datasets/synthetic_scenes/train-{000000..000009}.tar"
 
 

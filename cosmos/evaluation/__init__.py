@@ -3,3 +3,5 @@ from cosmos.evaluation.retrieval import retrieval_metrics  # noqa: F401
 from cosmos.evaluation.synthetic import SceneEvaluator  # noqa: F401
 from cosmos.evaluation.probes import ProbeEvaluator  # noqa: F401
 from cosmos.evaluation import segmentation  # noqa: F401  (registers the segmentation evaluators)
+from cosmos.evaluation.zeroshot_retrieval import RetrievalEvaluator  # noqa: F401
+from cosmos.evaluation.classification import ZeroShotClassifier  # noqa: F401

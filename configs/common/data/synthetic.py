@@ -21,4 +21,9 @@ evaluation = dict(
         tokenizer=L(ClipTokenizer)(context_length=77),
         batch_size=128,
     ),
+    # zero-shot segmentation mIoU against the scene masks (SCLIP-style dense features)
+    segmentation=L("evaluators.synthetic_segmentation")(
+        dataset=L("datasets.synthetic_scenes")(num_samples=500, image_size=64, split="val", seed=0),
+        tokenizer=L(ClipTokenizer)(context_length=77),
+    ),
 )

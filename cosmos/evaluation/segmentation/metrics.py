@@ -59,8 +59,10 @@ def per_class_accuracy(cm: torch.Tensor) -> torch.Tensor:
 
 def segmentation_metrics(cm: torch.Tensor,
                          class_names: Optional[Sequence[str]] = None) -> Dict[str, float]:
-    """{"mIoU", "mAcc", "aAcc"} in percent, plus ``"IoU/<name>"`` per class when names are given
-    (NaN for classes that never occur). NaN entries are excluded from the means."""
+    """{"mIoU", "mAcc", "aAcc"} in percent, plus ``"IoU/<name>"`` per class when names are given.
+
+    A class absent from both ground truth and prediction has no IoU: it is left out of the means
+    and of the per-class entries (so every value is a finite number, valid in JSON)."""
     iou, acc = per_class_iou(cm), per_class_accuracy(cm)
     total = float(cm.sum())
     out = {
@@ -72,7 +74,8 @@ def segmentation_metrics(cm: torch.Tensor,
         if len(class_names) != cm.shape[0]:
             raise DataError(f"{len(class_names)} class names for a {cm.shape[0]}-class matrix")
         for name, value in zip(class_names, iou.tolist()):
-            out[f"IoU/{name}"] = 100.0 * value
+            if value == value:  # not NaN
+                out[f"IoU/{name}"] = 100.0 * value
     return out
 
 
