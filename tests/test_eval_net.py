@@ -63,3 +63,27 @@ def test_encoder_selection_and_errors(cosmos_run, tmp_path) -> None:
     assert bad.returncode == 2 and "unknown evaluator(s) ['coco']" in bad.stderr
     bad = _eval_net(["--config-file", COSMOS_CONFIG, "--checkpoint", str(tmp_path / "no.pth"), *TINY])
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error:")
+
+
+def test_eval_config_brings_the_benchmark_evaluators(cosmos_run, tmp_path) -> None:
+    """The paper benchmarks config plugs into eval_net; a missing data set is one clear line."""
+    ckpt = os.path.join(cosmos_run, "checkpoints", "model_0000002.pth")
+    bench = os.path.join(REPO, "configs", "common", "evaluation", "benchmarks.py")
+    res = _eval_net(["--config-file", COSMOS_CONFIG, "--checkpoint", ckpt, "--eval-config", bench,
+                     "--evaluators", "coco", "evaluation.coco.root=" + str(tmp_path / "nococo"),
+                     *TINY[:4]])
+    assert res.returncode == 2, res.stderr[-2000:]
+    line = res.stderr.strip().splitlines()[-1]
+    assert line.startswith("error:") and "nococo" in line
+
+
+def test_benchmark_config_names_registered_evaluators() -> None:
+    from cosmos.config import LazyConfig
+    from cosmos.registry import EVALUATORS, load_builtins
+
+    load_builtins()
+    cfg = LazyConfig.load(os.path.join(REPO, "configs", "common", "evaluation", "benchmarks.py"))
+    names = {node._target_.split(".", 1)[1] for node in cfg.evaluation.values()}
+    assert names == {"retrieval", "zeroshot_classification", "zeroshot_segmentation"}
+    assert all(n in EVALUATORS for n in names)
+    assert len(cfg.evaluation) == 12

@@ -8,7 +8,8 @@ The config builds the model (its ``model`` node) and names the evaluators (``eva
 add one with ``+evaluation.coco={_target_: evaluators.retrieval, ...}``). ``PATH`` is a training
 checkpoint (``checkpoints/model_NNNNNNN.pth``) or a model state dict (``student.pth`` of a CLIP
 run). Every encoder of the meta-architecture is evaluated (for COSMOS: ``student`` and
-``teacher``) unless ``--encoders`` picks some. Results go to ``DIR/results.json`` and
+``teacher``) unless ``--encoders`` picks some. ``--eval-config FILE`` takes the evaluators from
+another config (the paper benchmarks: ``configs/common/evaluation/benchmarks.py``). Results go to ``DIR/results.json`` and
 ``DIR/results.md`` (default: ``<run dir>/eval_<checkpoint name>``) and are printed.
 """
 import logging
@@ -18,10 +19,10 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from cosmos.checkpoint import load_checkpoint  # noqa: E402
-from cosmos.config import instantiate  # noqa: E402
+from cosmos.config import LazyConfig, instantiate  # noqa: E402
 from cosmos.engine.defaults import (  # noqa: E402
-    build_evaluators, evaluate, load_config, load_model_weights, run_cli, select_device,
-    write_results)
+    build_evaluators, evaluate, load_config_overrides, load_model_weights, run_cli,
+    select_device, write_results)
 from cosmos.utils.errors import ConfigError  # noqa: E402
 from cosmos.utils.logger import setup_logger  # noqa: E402
 
@@ -37,6 +38,9 @@ def parse_args(argv=None):
     p.add_argument("--encoders", default="", help="comma-separated (default: all)")
     p.add_argument("--evaluators", default="", help="comma-separated names of evaluation.* (default: all)")
     p.add_argument("--output-dir", default="", metavar="DIR")
+    p.add_argument("--eval-config", default="", metavar="FILE",
+                   help="take `evaluation` from this config instead (e.g. "
+                        "configs/common/evaluation/benchmarks.py); overrides apply after")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides key=value")
     return p.parse_args(argv)
 
@@ -49,7 +53,10 @@ def default_output_dir(checkpoint: str) -> str:
 
 def main(args):
     setup_logger()
-    cfg = load_config(args.config_file, args.opts)
+    cfg = LazyConfig.load(args.config_file)
+    if args.eval_config:
+        cfg.evaluation = LazyConfig.load(args.eval_config).evaluation
+    cfg = load_config_overrides(cfg, args.opts)
     evaluators = build_evaluators(cfg)
     if args.evaluators:
         wanted = [e for e in args.evaluators.split(",") if e]

@@ -48,7 +48,12 @@ def default_argument_parser(description: str = "cosmos training") -> argparse.Ar
 
 
 def load_config(config_file: str, overrides) -> Any:
-    cfg = LazyConfig.apply_overrides(LazyConfig.load(config_file), list(overrides or []))
+    return load_config_overrides(LazyConfig.load(config_file), overrides)
+
+
+def load_config_overrides(cfg: Any, overrides) -> Any:
+    """Apply command-line overrides to a loaded config, then import plugins they name."""
+    cfg = LazyConfig.apply_overrides(cfg, list(overrides or []))
     import_plugins(cfg, "overrides")  # an `imports` list may come from the command line
     return cfg
 
