@@ -6,8 +6,8 @@ from ..common.optim import AdamW as optimizer
 from ..common.schedule import lr_multiplier
 from ..common.train import train
 
-model.model.visual.update(image_size=64, patch_size=8, width=128, layers=4, heads=4, output_dim=128)
-model.model.text.update(width=128, layers=4, heads=2, output_dim=128)
+model.model.visual.update(image_size=64, patch_size=8, width=96, layers=4, heads=4, output_dim=96)
+model.model.text.update(width=96, layers=4, heads=2, output_dim=96)
 
 optimizer.lr = 1e-3
 optimizer.params.weight_decay = 0.1

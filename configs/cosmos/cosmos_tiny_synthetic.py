@@ -7,9 +7,9 @@ from ..common.optim import AdamW as optimizer
 from ..common.schedule import lr_multiplier
 from ..common.train import train
 
-model.student.encoder.visual.update(image_size=64, patch_size=8, width=128, layers=4, heads=4,
-                                    output_dim=128)
-model.student.encoder.text.update(width=128, layers=4, heads=2, output_dim=128)
+model.student.encoder.visual.update(image_size=64, patch_size=8, width=96, layers=4, heads=4,
+                                    output_dim=96)
+model.student.encoder.text.update(width=96, layers=4, heads=2, output_dim=96)
 model.student.image_cross_pooler.heads = 4
 model.student.text_cross_pooler.heads = 4
 # Caption padding is masked out of cross-attention (the official code keeps padded positions as
