@@ -63,6 +63,17 @@ class KillBeforeStep(HookBase):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+class SlowSteps(HookBase):
+    """Sleeps ``seconds`` after every step (gives a signal time to arrive mid-run)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def after_step(self) -> None:
+        import time
+        time.sleep(self.seconds)
+
+
 class KillDuringSave(HookBase):
     """SIGKILLs the process halfway through writing the checkpoint of step ``step``."""
 

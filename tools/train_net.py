@@ -1,9 +1,14 @@
 #!/usr/bin/env python
-"""Train (or evaluate) any cosmos LazyConfig.
+"""Train (or evaluate) any cosmos LazyConfig on this machine.
 
     python tools/train_net.py --config-file configs/clip/clip_tiny_synthetic.py [key=value ...]
+    python tools/train_net.py --num-gpus 8 --config-file ...      # DDP over 8 GPUs
+    python tools/train_net.py --num-procs 2 --config-file ...     # 2 CPU processes (gloo)
+    torchrun --nproc-per-node 8 tools/train_net.py --config-file ...
 
 Running the same command again in the same ``train.output_dir`` resumes from its last checkpoint.
+SIGTERM, SIGINT, SIGUSR1 and SIGUSR2 make every rank finish its step, save a checkpoint and exit
+(code 128 + signal); send the signal twice to stop at once. SLURM: see tools/submit.py.
 """
 import logging
 import os
@@ -11,48 +16,42 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from cosmos.engine.defaults import (  # noqa: E402
-    build_evaluators, build_trainer, default_argument_parser, default_setup, evaluate,
-    export_encoders, load_config, load_model_weights, run_cli, select_device, write_results)
-from cosmos.config import instantiate  # noqa: E402
-from cosmos.checkpoint import Checkpointer  # noqa: E402
+from cosmos.engine.defaults import default_argument_parser, run_cli  # noqa: E402
+from cosmos.launch.local import launch  # noqa: E402
+from cosmos.launch.preemption import TrainingInterrupted  # noqa: E402
+from cosmos.launch.train import train_main  # noqa: E402
 
 logger = logging.getLogger("cosmos")
 
 
-def do_eval(cfg, output_dir, checkpoint):
-    model = instantiate(cfg.model).to(select_device(cfg.train.get("device", "auto")))
-    path = checkpoint or Checkpointer(os.path.join(output_dir, "checkpoints")).latest()
-    if path:
-        load_model_weights(model, path)
-    results = evaluate(model, build_evaluators(cfg))
-    write_results(results, os.path.join(output_dir, "eval"), step=0)
-    return results
-
-
-def do_train(cfg, output_dir, resume):
-    trainer = build_trainer(cfg, output_dir, resume=resume)
-    trainer.train()
-    export_encoders(trainer.model, output_dir)
-    results = next((h.last_results for h in trainer.hooks if hasattr(h, "last_results")), {})
-    if results:
-        write_results(results, os.path.join(output_dir, "eval"), trainer.iter)
-    return results
-
-
 def main(args):
-    cfg = load_config(args.config_file, args.opts)
-    output_dir = default_setup(cfg, args)
-    if args.eval_only:
-        results = do_eval(cfg, output_dir, args.checkpoint)
-    else:
-        results = do_train(cfg, output_dir, resume=not args.no_resume)
-    if results:
-        logger.info("final evaluation:\n%s", "\n".join(f"  {k:40s} {v:6.2f}"
-                                                      for k, v in sorted(results.items())))
-    logger.info("run directory: %s", os.path.abspath(output_dir))
-    return results
+    try:
+        return train_main(args)
+    except TrainingInterrupted as exc:
+        sys.exit(128 + int(exc.signum))
+
+
+def parse_args(argv=None):
+    parser = default_argument_parser()
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--num-gpus", type=int, default=0, metavar="N",
+                       help="start N processes, one per GPU (DDP)")
+    group.add_argument("--num-procs", type=int, default=0, metavar="N",
+                       help="start N processes on the config's device (CPU: gloo)")
+    return parser.parse_args(argv)
+
+
+def process_main(args):
+    """One process: user errors print one line and exit 2 (in every child too)."""
+    return run_cli(main, args)
+
+
+def cli(args):
+    if args.num_gpus or args.num_procs:
+        return launch(process_main, args.num_gpus or args.num_procs, args,
+                      use_gpus=bool(args.num_gpus))
+    return process_main(args)
 
 
 if __name__ == "__main__":
-    run_cli(main, default_argument_parser().parse_args())
+    run_cli(cli, parse_args())

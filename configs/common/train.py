@@ -13,4 +13,10 @@ train = dict(
     log_period=20,
     init_checkpoint="",
     hooks=[],                             # extra LazyCall hooks
+    distributed=dict(                     # used when the job has several processes
+        strategy="ddp",                   # ddp | fsdp (shards the towers: larger than ViT-B)
+        find_unused_parameters=False,     # DDP: True when some parameters get no gradient
+        backend="auto",                   # auto: nccl on GPUs, gloo on CPU
+        timeout_min=30,                   # collectives wait this long (rank-0 evaluation!)
+    ),
 )

@@ -24,7 +24,7 @@ from cosmos.config.lazy import import_plugins
 from cosmos.engine import hooks as H
 from cosmos.engine.trainer import Trainer
 from cosmos.utils.atomic import atomic_write, atomic_write_text
-from cosmos.utils.distributed import get_rank, is_main_process
+from cosmos.utils.distributed import get_rank, get_world_size, is_dist, is_main_process
 from cosmos.utils.errors import CheckpointError, CosmosError
 from cosmos.utils.events import JSONWriter, ProgressPrinter, TensorboardWriter
 from cosmos.utils.logger import setup_logger
@@ -74,10 +74,13 @@ def prepare_output_dir(path: str) -> str:
 
 
 def select_device(name: str) -> torch.device:
+    """``auto``: CUDA when available, else CPU. A plain ``cuda`` is this process's GPU."""
     if name in ("auto", "", None):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise CosmosError(f"train.device={name} but CUDA is not available; use train.device=cpu")
+    if name == "cuda":
+        return torch.device("cuda", torch.cuda.current_device())
     return torch.device(name)
 
 
@@ -184,16 +187,46 @@ def load_model_weights(model: nn.Module, path: str, state: Optional[Dict[str, An
             f"(e.g. {missing[:2]}), {len(unexpected)} unexpected keys (e.g. {unexpected[:2]})")
 
 
+def wrap_for_training(model: nn.Module, cfg: Any, device: torch.device) -> nn.Module:
+    """The module that runs the forward pass: ``model`` itself with one process, else its DDP
+    wrapper, or ``model`` sharded in place with ``train.distributed.strategy=fsdp``."""
+    if get_world_size() == 1:
+        return model
+    options = cfg.train.get("distributed") or {}
+    strategy = options.get("strategy", "ddp")
+    if strategy == "ddp":
+        return nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=bool(options.get("find_unused_parameters", False)))
+    if strategy == "fsdp":
+        from cosmos.launch.fsdp import wrap_fsdp
+        amp = cfg.train.get("amp") or {}
+        precision = amp.get("dtype") if amp.get("enabled", False) and device.type == "cuda" else None
+        return wrap_fsdp(model, mixed_precision=precision)
+    raise CosmosError(f"train.distributed.strategy must be 'ddp' or 'fsdp', got {strategy!r}")
+
+
+def evaluate_on_main(run: Callable[[], Dict[str, float]]) -> Dict[str, float]:
+    """Run an evaluation on rank 0 only; every rank gets its results."""
+    results = run() if is_main_process() else None
+    if is_dist():
+        box = [results]
+        torch.distributed.broadcast_object_list(box, src=0)
+        results = box[0]
+    return results
+
+
 def build_trainer(cfg: Any, output_dir: str, resume: bool = True) -> Trainer:
     """Model, optimizer, loader, hooks, and the state of the last checkpoint if there is one."""
     device = select_device(cfg.train.get("device", "auto"))
     model = instantiate(cfg.model).to(device)
+    forward_model = wrap_for_training(model, cfg, device)
     optimizer = build_optimizer(cfg, model)
     data_loader = instantiate(cfg.dataloader.train)
     amp = cfg.train.get("amp") or {}
     trainer = Trainer(model, data_loader, optimizer, cfg.train.max_iter, device,
                       amp_dtype=amp.get("dtype") if amp.get("enabled", False) else None,
-                      grad_clip=cfg.train.get("grad_clip"))
+                      grad_clip=cfg.train.get("grad_clip"), forward_model=forward_model)
     checkpointer = Checkpointer(os.path.join(output_dir, "checkpoints"),
                                 max_to_keep=cfg.train.get("max_to_keep"), enabled=is_main_process())
     evaluators = build_evaluators(cfg)
@@ -209,7 +242,8 @@ def build_trainer(cfg: Any, output_dir: str, resume: bool = True) -> Trainer:
         build_ema_hook(cfg),
         *extra_hooks,
         H.LogitScaleClamp(cfg.train.get("max_logit_scale", 100.0)),
-        H.EvalHook(cfg.train.get("eval_period", 0), lambda: evaluate(model, evaluators),
+        H.EvalHook(cfg.train.get("eval_period", 0),
+                   lambda: evaluate_on_main(lambda: evaluate(model, evaluators)),
                    os.path.join(output_dir, "eval")) if evaluators else None,
         H.PeriodicCheckpointer(checkpointer, cfg.train.checkpoint_period),
         H.PeriodicWriter(writers, cfg.train.log_period),

@@ -84,14 +84,17 @@ class PeriodicWriter(HookBase):
 
 
 class PeriodicCheckpointer(HookBase):
-    """Saves the trainer state every ``period`` steps and after the last step."""
+    """Saves the trainer state every ``period`` steps, after the last step, and after the step at
+    which a stop was requested (preemption). Every rank calls ``trainer.state_dict()`` (the data
+    position is gathered from all ranks); only an enabled checkpointer (rank 0) writes."""
 
     def __init__(self, checkpointer, period: int) -> None:
         self.checkpointer, self.period = checkpointer, int(period)
 
     def after_step(self) -> None:
         it = self.trainer.iter
-        if (self.period > 0 and it % self.period == 0) or it == self.trainer.max_iter:
+        periodic = self.period > 0 and it % self.period == 0
+        if periodic or it == self.trainer.max_iter or self.trainer.stop_signal is not None:
             self.checkpointer.save(it, self.trainer.state_dict())
 
 

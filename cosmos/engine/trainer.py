@@ -14,6 +14,9 @@ from typing import Any, Dict, Iterable, List, Optional
 import torch
 from torch import nn
 
+from cosmos.launch import preemption
+from cosmos.launch.preemption import TrainingInterrupted
+from cosmos.utils.distributed import barrier, get_world_size
 from cosmos.utils.events import EventStorage
 
 logger = logging.getLogger(__name__)
@@ -57,12 +60,20 @@ class Trainer:
             make the data position part of checkpoints.
         amp_dtype: None (fp32), ``"bf16"`` or ``"fp16"`` (fp16 uses a GradScaler); CUDA only.
         grad_clip: max global gradient norm, or None.
+        forward_model: what runs the forward pass when it is not ``model`` itself: the DDP or
+            FSDP wrapper of ``model``. Hooks, checkpoints and evaluation always see ``model``.
+
+    With several processes the logged loss terms are averaged over ranks, and a stop request
+    (:mod:`cosmos.launch.preemption`) on any rank stops every rank after the same step: the
+    hooks run (the checkpointer saves) and :class:`TrainingInterrupted` is raised.
     """
 
     def __init__(self, model: nn.Module, data_loader: Iterable, optimizer: torch.optim.Optimizer,
                  max_iter: int, device: torch.device, amp_dtype: Optional[str] = None,
-                 grad_clip: Optional[float] = None) -> None:
+                 grad_clip: Optional[float] = None,
+                 forward_model: Optional[nn.Module] = None) -> None:
         self.model, self.data_loader, self.optimizer = model, data_loader, optimizer
+        self.forward_model = forward_model if forward_model is not None else model
         self.max_iter, self.device, self.grad_clip = int(max_iter), device, grad_clip
         if device.type != "cuda":
             amp_dtype = None  # CPU trains in fp32
@@ -72,6 +83,7 @@ class Trainer:
         self.storage = EventStorage()
         self.hooks: List[HookBase] = []
         self.loss_dict: Dict[str, torch.Tensor] = {}
+        self.stop_signal: Optional[int] = None  # agreed across ranks: stop after this step
         self._data_iter = None
 
     def register_hooks(self, hooks: Iterable[Optional[HookBase]]) -> None:
@@ -100,7 +112,10 @@ class Trainer:
                 self._call("before_step")
                 self.run_step()
                 self.iter += 1
-                self._call("after_step")
+                self._call("after_step")  # the checkpointer saves when stop_signal is set
+                if self.stop_signal is not None:
+                    barrier()  # no rank exits before rank 0 has written the checkpoint
+                    raise TrainingInterrupted(self.iter, self.stop_signal)
         finally:
             self._call("after_train")
 
@@ -110,10 +125,10 @@ class Trainer:
         data_time = time.perf_counter() - start
         batch = move_to_device(batch, self.device)
         with self.autocast():
-            loss_dict = self.model(batch)
-        self.loss_dict = loss_dict
+            loss_dict = self.forward_model(batch)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss_dict["loss"]).backward()
+        self.loss_dict = self._reduce_across_ranks(loss_dict)
         self._call("after_backward")
         if self.grad_clip:
             self.scaler.unscale_(self.optimizer)
@@ -123,17 +138,38 @@ class Trainer:
         self.scaler.update()
         step_time = time.perf_counter() - start
         batch_size = batch.get("batch_size", 0) if isinstance(batch, dict) else 0
-        self.storage.put_scalars(**{k: float(v.detach()) for k, v in loss_dict.items()})
+        self.storage.put_scalars(**{k: float(v) for k, v in self.loss_dict.items()})
         self.storage.put_scalars(time=step_time, data_time=data_time,
                                  lr=self.optimizer.param_groups[0]["lr"])
         if batch_size:
-            self.storage.put_scalar("pairs_per_s", batch_size / step_time)
+            self.storage.put_scalar("pairs_per_s", batch_size * get_world_size() / step_time)
         extra = getattr(self.model, "extra_metrics", None)
         if callable(extra):
             self.storage.put_scalars(**extra())
         data_metrics = getattr(self.data_loader, "metrics", None)
         if callable(data_metrics):  # e.g. data/samples, data/bad_fraction
             self.storage.put_scalars(**data_metrics())
+
+    def _reduce_across_ranks(self, loss_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Loss terms averaged over ranks (detached), and ``stop_signal`` agreed by all ranks.
+
+        One ``all_reduce`` of [terms..., signal] per step; a NaN on any rank reaches all of them.
+        """
+        values = {k: v.detach().float() for k, v in loss_dict.items()}
+        requested = preemption.stop_requested()
+        if get_world_size() == 1:
+            self.stop_signal = requested
+            return values
+        device = loss_dict["loss"].device
+        flags = torch.tensor([float(requested is not None), float(requested or 0)], device=device)
+        packed = torch.cat([torch.stack(list(values.values())), flags])
+        torch.distributed.all_reduce(packed)
+        world = get_world_size()
+        signalled, signum_sum = packed[-2].item(), packed[-1].item()
+        # a rank that was not signalled stops with the signal the others got
+        self.stop_signal = requested if requested is not None else (
+            round(signum_sum / signalled) if signalled else None)
+        return {k: packed[i] / world for i, k in enumerate(values)}
 
     # -- checkpoint state -------------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Launching: distributed environment, local processes, SLURM (submitit), preemption."""
