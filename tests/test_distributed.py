@@ -18,6 +18,7 @@ from cosmos.config import LazyConfig, instantiate
 from cosmos.engine.trainer import move_to_device
 from cosmos.launch.env import DistEnv, detect_env, expand_nodelist
 from tests.helpers import DEMO_CONFIG, REPO, TRAIN_NET, run_train, tiny_overrides
+from tests.test_eval_net import TINY as COSMOS_TINY
 from tests.test_configs import point_at_test_shards, shrink
 
 WORLD = 2
@@ -205,3 +206,29 @@ def test_sigterm_saves_at_step_boundary_and_resume_matches(tmp_path, synthetic_s
     assert sorted(got) == list(range(1, steps + 1))
     for it in range(1, steps + 1):
         assert got[it] == pytest.approx(want[it], abs=1e-6), it
+
+
+# -- FSDP: sharded training, consolidated checkpoints ------------------------------------------
+
+def test_fsdp_run_at_two_processes_resumes_at_one(tmp_path, synthetic_shards) -> None:
+    """COSMOS with train.distributed.strategy=fsdp on 2 gloo processes: evaluation and export
+    work on the sharded model, and its checkpoint resumes in a 1-process run."""
+    run = tmp_path / "run"
+    cosmos = CONFIGS["cosmos"]
+    overrides = [f"train.output_dir={run}", "train.max_iter=2", "train.log_period=1",
+                 f"dataloader.train.urls={synthetic_shards}", "dataloader.train.batch_size=2",
+                 *COSMOS_TINY, "train.distributed.strategy=fsdp"]
+    res = run_train(["--num-procs", "2", "--config-file", cosmos, *overrides])
+    assert res.returncode == 0, res.stderr[-3000:]
+    results = json.loads((run / "eval" / "results.json").read_text())
+    assert results["iter"] == 2 and "teacher/synthetic/retrieval/t2i_R@1" in results
+    ckpt = torch.load(run / "checkpoints" / "model_0000002.pth", weights_only=True)
+    student = torch.load(run / "student.pth", weights_only=True)
+    for key, value in student.items():  # the export is the consolidated (unsharded) weights
+        torch.testing.assert_close(value, ckpt["model"]["student.encoder." + key])
+    assert all(isinstance(v, torch.Tensor) and type(v) is torch.Tensor for v in ckpt["model"].values())
+    res = run_train(["--config-file", cosmos, *overrides[:-1], "train.max_iter=3",
+                     "train.distributed.strategy=fsdp"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "resumed at step 2" in res.stdout
+    assert [r["iter"] for r in _metrics(run) if "loss" in r] == [1, 2, 3]

@@ -93,3 +93,24 @@ def test_preempted_job_requeues_and_resumes_from_its_checkpoint(tmp_path, synthe
     assert sorted(os.listdir(os.path.join(run, "checkpoints"))) == [
         "last_checkpoint", f"model_{stopped:07d}.pth", f"model_{steps:07d}.pth"]
     assert os.path.isfile(os.path.join(run, "student.pth"))
+
+
+def test_sweep_runs_as_a_job_array_and_collects(tmp_path, synthetic_shards) -> None:
+    sweep_dir = tmp_path / "sweep"
+    fixed = [o for o in tiny_overrides(str(tmp_path / "unused"), synthetic_shards, max_iter=2)
+             if not o.startswith("train.output_dir")]
+    res = _run_tool("sweep.py", [
+        "--config-file", DEMO_CONFIG, "--grid", "optimizer.lr=[1e-3,1e-5]", "--launcher", "slurm",
+        "--wait", "--sweep-dir", str(sweep_dir), "--tasks-per-node", "1", "--cpus-per-task", "1",
+        "--partition", os.environ.get("SLURM_LOCAL_PARTITION", "debug"), "--time-min", "10",
+        "--job-name", "cosmos-test-sweep", *fixed], cwd=str(tmp_path))
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    manifest = json.loads((sweep_dir / "sweep.json").read_text())
+    job_ids = [r["job_id"] for r in manifest["runs"]]
+    array_id = job_ids[0].split("_")[0]
+    assert job_ids == [f"{array_id}_0", f"{array_id}_1"]  # one array, two elements
+    assert "2/2 runs done" in res.stdout
+    lines = (sweep_dir / "sweep.md").read_text().splitlines()
+    assert any(line.startswith("| lr=1e-3 | 1e-3 | done |") for line in lines)
+    assert any(line.startswith("| lr=1e-5 | 1e-5 | done |") for line in lines)
+    assert (sweep_dir / "sweep.png").stat().st_size > 10_000

@@ -45,9 +45,9 @@ def main(args: argparse.Namespace) -> int:
     print(f"run directory: {output_dir}")
     print(f"job logs: {os.path.join(output_dir, 'submitit', str(job.job_id))}")
     if args.wait:
-        failure = wait_for([job])
-        if failure:
-            raise CosmosError(failure)
+        failures = wait_for([job])
+        if failures:
+            raise CosmosError(f"job {job.job_id} failed: {failures[str(job.job_id)]}")
         print(f"job {job.job_id} finished")
     return 0
 

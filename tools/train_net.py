@@ -16,7 +16,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from cosmos.engine.defaults import default_argument_parser, run_cli  # noqa: E402
+from cosmos.engine.defaults import default_argument_parser, load_config, run_cli  # noqa: E402
 from cosmos.launch.local import launch  # noqa: E402
 from cosmos.launch.preemption import TrainingInterrupted  # noqa: E402
 from cosmos.launch.train import train_main  # noqa: E402
@@ -48,6 +48,7 @@ def process_main(args):
 
 def cli(args):
     if args.num_gpus or args.num_procs:
+        load_config(args.config_file, args.opts)  # a bad config fails once, before any process
         return launch(process_main, args.num_gpus or args.num_procs, args,
                       use_gpus=bool(args.num_gpus))
     return process_main(args)

@@ -216,6 +216,26 @@ def evaluate_on_main(run: Callable[[], Dict[str, float]]) -> Dict[str, float]:
     return results
 
 
+def make_evaluate(cfg: Any, model: nn.Module, evaluators: Dict[str, Callable],
+                  device: torch.device) -> Callable[[], Dict[str, float]]:
+    """The trainer's evaluation: rank 0 evaluates ``model``; an FSDP-sharded model is first
+    consolidated (all ranks) into a plain copy on rank 0."""
+    from cosmos.launch.fsdp import get_model_state, is_fsdp
+
+    def run() -> Dict[str, float]:
+        if not is_fsdp(model):
+            return evaluate_on_main(lambda: evaluate(model, evaluators))
+        state = get_model_state(model)  # collective; rank 0 receives the full state
+
+        def on_main() -> Dict[str, float]:
+            with torch.random.fork_rng(devices=[]):  # building the copy must not move the RNG
+                plain = instantiate(cfg.model).to(device)
+            plain.load_state_dict(state)
+            return evaluate(plain, evaluators)
+        return evaluate_on_main(on_main)
+    return run
+
+
 def build_trainer(cfg: Any, output_dir: str, resume: bool = True) -> Trainer:
     """Model, optimizer, loader, hooks, and the state of the last checkpoint if there is one."""
     device = select_device(cfg.train.get("device", "auto"))
@@ -242,8 +262,7 @@ def build_trainer(cfg: Any, output_dir: str, resume: bool = True) -> Trainer:
         build_ema_hook(cfg),
         *extra_hooks,
         H.LogitScaleClamp(cfg.train.get("max_logit_scale", 100.0)),
-        H.EvalHook(cfg.train.get("eval_period", 0),
-                   lambda: evaluate_on_main(lambda: evaluate(model, evaluators)),
+        H.EvalHook(cfg.train.get("eval_period", 0), make_evaluate(cfg, model, evaluators, device),
                    os.path.join(output_dir, "eval")) if evaluators else None,
         H.PeriodicCheckpointer(checkpointer, cfg.train.checkpoint_period),
         H.PeriodicWriter(writers, cfg.train.log_period),
@@ -281,12 +300,30 @@ def _restore(trainer: Trainer, checkpointer: Checkpointer, cfg: Any, resume: boo
         logger.info("initialised weights from %s", cfg.train.init_checkpoint)
 
 
+def encoder_states(meta_arch: nn.Module) -> Dict[str, Dict[str, torch.Tensor]]:
+    """``{encoder name: its full state dict on CPU}``. Under FSDP a collective (every rank
+    calls it; rank 0 receives the states, the others empty dicts)."""
+    from cosmos.launch.fsdp import get_model_state, is_fsdp
+
+    encoders = meta_arch.encoders()
+    if not is_fsdp(meta_arch):
+        return {name: {k: v.detach().cpu() for k, v in enc.state_dict().items()}
+                for name, enc in encoders.items()}
+    full = get_model_state(meta_arch)
+    paths = {id(module): path for path, module in meta_arch.named_modules()}
+    out = {}
+    for name, enc in encoders.items():
+        prefix = paths[id(enc)] + "." if paths[id(enc)] else ""
+        out[name] = {k[len(prefix):]: v for k, v in full.items() if k.startswith(prefix)}
+    return out
+
+
 def export_encoders(meta_arch: nn.Module, output_dir: str) -> None:
-    """Write ``<name>.pth`` (state dict) for each encoder of the meta-architecture."""
+    """Write ``<name>.pth`` (state dict) for each encoder of the meta-architecture (rank 0)."""
+    states = encoder_states(meta_arch)
     if not is_main_process():
         return
-    for name, encoder in meta_arch.encoders().items():
-        state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
+    for name, state in states.items():
         atomic_write(os.path.join(output_dir, f"{name}.pth"), lambda f, s=state: torch.save(s, f))
 
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from cosmos.launch import preemption
+from cosmos.launch.fsdp import get_train_state, set_train_state
 from cosmos.launch.preemption import TrainingInterrupted
 from cosmos.utils.distributed import barrier, get_world_size
 from cosmos.utils.events import EventStorage
@@ -48,6 +49,11 @@ def move_to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, (list, tuple)) and batch and isinstance(batch[0], torch.Tensor):
         return [move_to_device(v, device) for v in batch]
     return batch
+
+
+def _keyed_by_name(optim_state: Dict[str, Any]) -> bool:
+    groups = optim_state.get("param_groups") or []
+    return any(isinstance(p, str) for g in groups for p in g.get("params", []))
 
 
 class Trainer:
@@ -173,10 +179,14 @@ class Trainer:
 
     # -- checkpoint state -------------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:
+        """Everything a resume needs. Model and optimizer state are consolidated (full, CPU,
+        optimizer keyed by parameter name), so a checkpoint loads at any world size, with or
+        without FSDP. A collective with several processes: every rank calls it, rank 0 saves."""
+        model_state, optim_state = get_train_state(self.model, self.optimizer)
         state = {
             "iter": self.iter,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "model": model_state,
+            "optimizer": optim_state,
             "scaler": self.scaler.state_dict(),
             "hooks": {type(h).__name__: h.state_dict() for h in self.hooks if h.state_dict()},
             "rng": torch.get_rng_state(),
@@ -186,8 +196,12 @@ class Trainer:
         return state
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        optim_state = state["optimizer"]
+        if _keyed_by_name(optim_state):
+            set_train_state(self.model, self.optimizer, state["model"], optim_state)
+        else:  # checkpoints written before consolidation: optimizer.state_dict()'s index keys
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(optim_state)
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         hooks = state.get("hooks", {})

@@ -170,7 +170,7 @@ def submit_training(args: argparse.Namespace, output_dir: str, options: SlurmOpt
 
 def submit_array(runs: List[argparse.Namespace], folder: str, options: SlurmOptions) -> list:
     """Submit several training runs as one SLURM job array; returns their jobs."""
-    executor = build_executor(os.path.join(folder, "%A_%a"), options)
+    executor = build_executor(os.path.join(folder, "%j"), options)
     with executor.batch():
         jobs = [executor.submit(TrainJob(run)) for run in runs]
     return jobs
@@ -182,13 +182,13 @@ def describe(job: Any, options: SlurmOptions) -> str:
             f"task(s), {options.time_min} min, partition {options.partition or '(default)'}")
 
 
-def wait_for(jobs: Sequence[Any]) -> Optional[str]:
-    """Block until every job has ended; returns the first failure's one-line reason, or None."""
-    failure = None
+def wait_for(jobs: Sequence[Any]) -> Dict[str, str]:
+    """Block until every job has ended; ``{job id: one-line reason}`` for those that failed."""
+    failures: Dict[str, str] = {}
     for job in jobs:
         try:
             job.results()
-        except Exception as exc:  # submitit raises the job's own error text
-            first = str(exc).strip().splitlines()
-            failure = failure or f"job {job.job_id} failed: {first[-1] if first else exc}"
-    return failure
+        except Exception as exc:  # submitit raises with the job's own error text
+            lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+            failures[str(job.job_id)] = lines[-1] if lines else type(exc).__name__
+    return failures

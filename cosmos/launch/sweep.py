@@ -1,0 +1,232 @@
+"""Ablation sweeps: a grid of config overrides, one run directory per point, and one table.
+
+    grid = parse_grid(["optimizer.lr=[1e-3,5e-4]", "model.distill_weight=[0.5,1]"])
+    points = expand(grid)          # 4 dicts {key: value}
+    collect(sweep_dir, runs)       # sweep.md, sweep.csv, sweep.png from each run's results
+"""
+from __future__ import annotations
+
+import csv
+import fnmatch
+import itertools
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from cosmos.utils.atomic import atomic_write_text
+from cosmos.utils.errors import CosmosError
+
+# Final metrics shown by default (fnmatch patterns over the keys of eval/results.json, plus the
+# last training loss): the headline numbers, not every per-class IoU.
+DEFAULT_METRICS = ("*R@1", "*top1", "*mIoU", "loss")
+MANIFEST = "sweep.json"
+
+
+@dataclass
+class SweepRun:
+    """One point of the grid: its overrides, run directory and (after launching) its job."""
+
+    name: str
+    overrides: Dict[str, str]
+    output_dir: str
+    job_id: str = ""
+    status: str = "pending"
+    metrics: Dict[str, float] = field(default_factory=dict)
+
+
+def _split_top_level(text: str) -> List[str]:
+    """Split on commas that are not inside brackets, braces or quotes."""
+    parts, depth, quote, current = [], 0, "", []
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{(":
+            depth += 1
+        elif ch in "]})":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append("".join(current).strip())
+            current = []
+            continue
+        current.append(ch)
+    parts.append("".join(current).strip())
+    return parts
+
+
+def parse_grid(specs: Sequence[str]) -> List[Tuple[str, List[str]]]:
+    """``["key=[a,b]", "other=c"]`` → ``[("key", ["a", "b"]), ("other", ["c"])]``.
+
+    A value list is ``[v1,v2,...]`` (nested brackets and quotes kept inside a value); a bare
+    value is a one-point axis.
+    """
+    grid: List[Tuple[str, List[str]]] = []
+    for spec in specs:
+        key, sep, values = spec.partition("=")
+        key, values = key.strip(), values.strip()
+        if not sep or not key or not values:
+            raise CosmosError(f"--grid {spec!r}: expected KEY=[v1,v2,...]")
+        if values.startswith("[") and values.endswith("]"):
+            items = [v for v in _split_top_level(values[1:-1]) if v != ""]
+        else:
+            items = [values]
+        if not items:
+            raise CosmosError(f"--grid {spec!r}: the value list is empty")
+        if key in dict(grid):
+            raise CosmosError(f"--grid names {key!r} twice")
+        grid.append((key, items))
+    if not grid:
+        raise CosmosError("a sweep needs at least one --grid KEY=[v1,v2,...]")
+    return grid
+
+
+def expand(grid: Sequence[Tuple[str, List[str]]]) -> List[Dict[str, str]]:
+    """Every combination of the grid's values, the first axis varying slowest."""
+    keys = [k for k, _ in grid]
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(v for _, v in grid))]
+
+
+def run_name(point: Dict[str, str]) -> str:
+    """A directory name for a grid point: ``lr=0.001,distill_weight=0.5`` (last key parts)."""
+    short = {}
+    for key, value in point.items():
+        parts = key.split(".")
+        label = parts[-1]
+        if label.startswith("_") and len(parts) > 1:  # e.g. model.distill_loss._target_
+            label = parts[-2]
+        short[label if label not in short else key] = value
+    name = ",".join(f"{k}={v}" for k, v in short.items())
+    return re.sub(r"[^A-Za-z0-9._=,+-]", "_", name)[:200]
+
+
+def plan(points: Sequence[Dict[str, str]], sweep_dir: str) -> List[SweepRun]:
+    runs = [SweepRun(run_name(p), dict(p), os.path.join(sweep_dir, run_name(p))) for p in points]
+    names = [r.name for r in runs]
+    if len(set(names)) != len(names):
+        raise CosmosError("two grid points map to the same run name; use distinct values")
+    return runs
+
+
+def save_manifest(sweep_dir: str, base_config: str, fixed: Sequence[str], runs: Sequence[SweepRun]) -> None:
+    data = {"config_file": base_config, "overrides": list(fixed), "runs": [asdict(r) for r in runs]}
+    atomic_write_text(os.path.join(sweep_dir, MANIFEST), json.dumps(data, indent=2))
+
+
+def load_manifest(sweep_dir: str) -> Tuple[dict, List[SweepRun]]:
+    path = os.path.join(sweep_dir, MANIFEST)
+    if not os.path.isfile(path):
+        raise CosmosError(f"no sweep in {sweep_dir}: {MANIFEST} is missing")
+    with open(path) as f:
+        data = json.load(f)
+    return data, [SweepRun(**r) for r in data["runs"]]
+
+
+def final_metrics(output_dir: str) -> Tuple[str, Dict[str, float]]:
+    """(status, metrics) of a run directory: the final evaluation plus the last training loss."""
+    metrics: Dict[str, float] = {}
+    status = "missing"
+    log = os.path.join(output_dir, "metrics.jsonl")
+    if os.path.isfile(log):
+        status = "running"
+        with open(log) as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut by a kill
+                if "loss" in row:
+                    metrics["loss"] = float(row["loss"])
+    results = os.path.join(output_dir, "eval", "results.json")
+    if os.path.isfile(results):
+        with open(results) as f:
+            data = json.load(f)
+        metrics.update({k: float(v) for k, v in data.items() if k != "iter"})
+        status = "done"
+    elif os.path.isfile(os.path.join(output_dir, "student.pth")):
+        status = "done"
+    return status, metrics
+
+
+def select(metrics: Dict[str, float], patterns: Sequence[str]) -> List[str]:
+    """Metric names matching any pattern, in pattern order, then sorted."""
+    chosen: List[str] = []
+    for pattern in patterns:
+        chosen += sorted(k for k in metrics if fnmatch.fnmatch(k, pattern) and k not in chosen)
+    return chosen
+
+
+def collect(sweep_dir: str, runs: Sequence[SweepRun],
+            patterns: Sequence[str] = DEFAULT_METRICS) -> Tuple[str, List[str]]:
+    """Read each run's final metrics; write ``sweep.md``, ``sweep.csv`` and ``sweep.png``.
+
+    Returns the markdown table and the metric columns.
+    """
+    for run in runs:
+        status, run.metrics = final_metrics(run.output_dir)
+        if run.status != "failed" or status == "done":
+            run.status = status
+    keys = list(dict.fromkeys(k for run in runs for k in run.overrides))
+    columns: List[str] = []
+    for run in runs:
+        columns += [c for c in select(run.metrics, patterns) if c not in columns]
+    header = ["run", *keys, "status", *columns]
+    rows = [[run.name, *(run.overrides.get(k, "") for k in keys), run.status,
+             *(f"{run.metrics[c]:.4g}" if c in run.metrics else "" for c in columns)] for run in runs]
+    table = "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+                       *("| " + " | ".join(r) + " |" for r in rows)])
+    atomic_write_text(os.path.join(sweep_dir, "sweep.md"), f"# Sweep {os.path.basename(sweep_dir)}\n\n"
+                      f"{table}\n")
+    with open(os.path.join(sweep_dir, "sweep.csv.tmp"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    os.replace(os.path.join(sweep_dir, "sweep.csv.tmp"), os.path.join(sweep_dir, "sweep.csv"))
+    if columns and any(run.metrics for run in runs):
+        plot(os.path.join(sweep_dir, "sweep.png"), runs, columns)
+    return table, columns
+
+
+def plot(path: str, runs: Sequence[SweepRun], columns: Sequence[str], max_panels: int = 8) -> None:
+    """One bar panel per metric (up to ``max_panels``), one bar per run."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = list(columns)[:max_panels]
+    cols = min(4, len(columns))
+    rows = (len(columns) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows + 0.4 * len(runs) / 4),
+                             squeeze=False)
+    names = [r.name for r in runs]
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, column in zip(axes.flat, columns):
+        values = [r.metrics.get(column, float("nan")) for r in runs]
+        bars = ax.bar(range(len(runs)), values,
+                      color=[colours[i % len(colours)] for i in range(len(runs))])
+        ax.bar_label(bars, fmt="%.3g", fontsize=6)
+        ax.set_title(column, fontsize=8)
+        ax.set_xticks(range(len(runs)))
+        ax.set_xticklabels([str(i + 1) for i in range(len(runs))], fontsize=7)
+        ax.tick_params(axis="y", labelsize=7)
+    for ax in list(axes.flat)[len(columns):]:
+        ax.axis("off")
+    legend = "\n".join(f"{i + 1}: {n}" for i, n in enumerate(names))
+    fig.text(0.01, 0.0, legend, fontsize=7, va="bottom", family="monospace")
+    fig.tight_layout(rect=(0, 0.04 + 0.03 * len(runs), 1, 1))
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def failed_runs(runs: Sequence[SweepRun]) -> List[SweepRun]:
+    return [r for r in runs if r.status in ("failed", "missing")]
+
+
+def summary_line(runs: Sequence[SweepRun], sweep_dir: Optional[str] = None) -> str:
+    done = sum(r.status == "done" for r in runs)
+    where = f" in {sweep_dir}" if sweep_dir else ""
+    return f"{done}/{len(runs)} runs done{where}: sweep.md, sweep.csv, sweep.png"
