@@ -28,7 +28,7 @@ demo: $(STAMP) $(SHARD_INDEX)
 	$(PY) tools/demo.py --out $(DEMO_DIR)
 
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -rs -p no:cacheprovider tests
 
 clean-demo:
 	rm -rf $(DEMO_DIR)
