@@ -180,7 +180,12 @@ def load_model_weights(model: nn.Module, path: str, state: Optional[Dict[str, An
     """
     state = load_checkpoint(path) if state is None else state
     state = state.get("model", state) if isinstance(state, dict) else state
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches raise even with strict=False
+        detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line),
+                      str(exc).strip().splitlines()[0])
+        raise CheckpointError(f"checkpoint {path} does not fit the model: {detail[:240]}") from None
     if missing or unexpected:
         raise CheckpointError(
             f"checkpoint {path} does not fit the model: {len(missing)} missing keys "

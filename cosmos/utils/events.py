@@ -39,19 +39,24 @@ class EventStorage:
 
 
 class JSONWriter:
-    """Appends one JSON line per write: ``{"iter": N, name: value, ...}`` (values new since last)."""
+    """Appends ``{"iter": N, name: value, ...}`` lines: every value not written yet, on the line
+    of the step it was recorded at (an evaluation after the last step gets its own line)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._written_iter = -1
+        self._written: Dict[str, int] = {}  # name -> last step written
 
     def write(self, storage: EventStorage) -> None:
-        fresh = {k: v for k, (v, it) in storage.latest().items() if it > self._written_iter}
-        if not fresh:
+        rows: Dict[int, Dict[str, float]] = {}
+        for name, (value, it) in storage.latest().items():
+            if it > self._written.get(name, -1):
+                rows.setdefault(it, {})[name] = value
+                self._written[name] = it
+        if not rows:
             return
         with open(self.path, "a") as f:
-            f.write(json.dumps({"iter": storage.iter, **fresh}, sort_keys=True) + "\n")
-        self._written_iter = storage.iter
+            for it in sorted(rows):
+                f.write(json.dumps({"iter": it, **rows[it]}, sort_keys=True) + "\n")
 
     def close(self) -> None:
         pass

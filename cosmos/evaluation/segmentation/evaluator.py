@@ -11,7 +11,7 @@ module holding one as ``.encoder`` (CosmosStudent); for COSMOS, pass the EMA tea
 from __future__ import annotations
 
 import logging
-from typing import Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -136,19 +136,25 @@ class _SegmentationRunner:
         return predict_classes(logits, self.query_to_class, len(self.class_lines),
                                self.logit_scale, self.prob_thd, self.area_thd).cpu()
 
-    @torch.no_grad()
-    def run(self, model: nn.Module, samples: Iterable[Dict]) -> Dict[str, float]:
+    def predictions(self, model: nn.Module,
+                    samples: Iterable[Dict]) -> Iterator[Tuple[Dict, torch.Tensor]]:
+        """(sample, (H, W) class map) per sample, in eval mode without gradients."""
         model = _dual_encoder(model)
         was_training = model.training
         model.eval()
         try:
-            text = query_embeddings(model, self.tokenizer, self.queries, self.templates,
-                                    self.text_batch_size)
-            cm = ConfusionMatrix(len(self.class_lines))
-            for sample in samples:
-                cm.update(self.predict(model, text, sample["image"]), sample["mask"])
+            with torch.no_grad():
+                text = query_embeddings(model, self.tokenizer, self.queries, self.templates,
+                                        self.text_batch_size)
+                for sample in samples:
+                    yield sample, self.predict(model, text, sample["image"])
         finally:
             model.train(was_training)
+
+    def run(self, model: nn.Module, samples: Iterable[Dict]) -> Dict[str, float]:
+        cm = ConfusionMatrix(len(self.class_lines))
+        for sample, prediction in self.predictions(model, samples):
+            cm.update(prediction, sample["mask"])
         names = [line.split(",")[0].strip() for line in self.class_lines]
         return cm.compute(names)
 
@@ -182,6 +188,12 @@ class SegmentationEvaluator:
             templates=DEFAULT_TEMPLATES if templates is None else templates,
             crop_batch_size=crop_batch_size, text_batch_size=text_batch_size)
 
+    def predictions(self, model: nn.Module,
+                    num_images: Optional[int] = None) -> Iterator[Tuple[Dict, torch.Tensor]]:
+        """(sample with ``image`` and ``mask``, (H, W) predicted class map) per image."""
+        count = min(num_images or len(self.dataset), len(self.dataset))
+        return self.runner.predictions(model, (self.dataset[i] for i in range(count)))
+
     def __call__(self, model: nn.Module) -> Dict[str, float]:
         results = self.runner.run(model, (self.dataset[i] for i in range(len(self.dataset))))
         logger.info("%s zero-shot segmentation: mIoU %.2f", self.spec.name, results["mIoU"])
@@ -214,8 +226,18 @@ class SyntheticSegmentationEvaluator:
             templates=DEFAULT_TEMPLATES if templates is None else templates,
             crop_batch_size=crop_batch_size, text_batch_size=text_batch_size)
 
-    def __call__(self, model: nn.Module) -> Dict[str, float]:
+    def _set_window(self, model: nn.Module) -> None:
         crop = self.slide_crop or int(_dual_encoder(model).visual.image_size)
         self.runner.slide_crop = crop
         self.runner.slide_stride = self.slide_stride or max(crop // 2, 1)
+
+    def predictions(self, model: nn.Module,
+                    num_images: Optional[int] = None) -> Iterator[Tuple[Dict, torch.Tensor]]:
+        """(sample with ``image`` and ``mask``, (H, W) predicted class map) per image."""
+        self._set_window(model)
+        count = min(num_images or self.num_images, self.num_images)
+        return self.runner.predictions(model, (self.dataset[i] for i in range(count)))
+
+    def __call__(self, model: nn.Module) -> Dict[str, float]:
+        self._set_window(model)
         return self.runner.run(model, (self.dataset[i] for i in range(self.num_images)))
