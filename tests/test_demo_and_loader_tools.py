@@ -8,6 +8,9 @@ import re
 import subprocess
 import sys
 
+import numpy as np
+from PIL import Image
+
 from tests.helpers import REPO
 
 
@@ -34,6 +37,23 @@ def test_demo_trains_both_and_compares(tmp_path, synthetic_shards) -> None:
     cosmos = json.loads((out / "cosmos" / "eval" / "results.json").read_text())
     assert float(rows[3][3]) == round(cosmos["teacher/synthetic/classification/top1"], 1)
     assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+    _check_report(out)
+
+
+def _check_report(out) -> None:
+    """report.md: the table, and every picture it links exists and is a non-blank PNG."""
+    report = (out / "report.md").read_text()
+    assert "| metric | cosmos | clip |" in report and "student/segmentation/mIoU" in report
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    kinds = {"comparison.png", "compare_losses.png", "losses.png", "attention", "seg_"}
+    assert all(any(k in link for link in links) for k in kinds), links
+    assert sum("attention/cosmos/" in link for link in links) == 3  # three held-out scenes
+    for link in links:
+        image = np.asarray(Image.open(out / link).convert("L"), dtype=np.float32)
+        assert image.shape[0] >= 200 and image.shape[1] >= 400, link
+        assert image.std() > 5, f"{link} looks blank"
+    attention = json.loads(next((out / "report" / "attention" / "cosmos").glob("*.json")).read_text())
+    assert attention["source"].startswith("cross") and max(map(max, attention["patches"])) == 1.0
 
 
 def test_demo_without_shards_says_how_to_make_them(tmp_path) -> None:

@@ -5,7 +5,9 @@ Trains ``configs/cosmos/cosmos_tiny_synthetic.py`` then ``configs/clip/clip_tiny
 through ``tools/train_net.py`` (the same entry point and run directories a user gets), each with
 the same ``--steps`` and ``--batch-size``, then writes ``comparison.md`` (a table of the held-out
 zero-shot results) and ``comparison.png`` (training loss curves and the table as bars) into
-``--out``. Running it again continues unfinished runs and re-evaluates finished ones.
+``--out``, and ends with ``report.md`` there: the table, every run's curves, cross-attention maps
+of held-out scenes and segmentation overlays (``cosmos.visualization.report``). Running it again
+continues unfinished runs and re-evaluates finished ones.
 
     python tools/demo.py --out runs/demo [--steps 200] [--batch-size 32] [override ...]
 """
@@ -20,6 +22,7 @@ import sys
 from typing import Dict, List, Sequence, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
 RUNS = (("cosmos", "configs/cosmos/cosmos_tiny_synthetic.py"),
         ("clip", "configs/clip/clip_tiny_synthetic.py"))
 # (row label, results.json key) for the comparison table, per encoder.
@@ -127,8 +130,11 @@ def main(argv: Sequence[str]) -> None:
     table = write_table(cols, os.path.join(args.out, "comparison.md"), args.steps, args.batch_size)
     plot(cols, {name: read_losses(d) for name, d in dirs.items()},
          os.path.join(args.out, "comparison.png"))
+    from cosmos.visualization.report import write_report
+    report = write_report(args.out, dirs, title="make demo: COSMOS and CLIP on the synthetic scenes",
+                          intro=[table, "![comparison](comparison.png)"])
     print("\n" + table)
-    print(f"written {args.out}/comparison.md and {args.out}/comparison.png")
+    print(f"written {args.out}/comparison.md, {args.out}/comparison.png and the run report {report}")
 
 
 if __name__ == "__main__":
