@@ -18,9 +18,10 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 # The synthetic scenes as webdataset shards (10 x 1,000 scenes of 64 px), read by the demo configs.
-$(SHARD_INDEX): | $(STAMP)
+# Written again when this Makefile (and so possibly their parameters) changes.
+$(SHARD_INDEX): Makefile | $(STAMP)
 	$(PY) tools/make_shards.py synthetic --out $(SHARD_DIR) --prefix train --num-samples 10000 \
-		--samples-per-shard 1000 --image-size 64 --presplit
+		--samples-per-shard 1000 --image-size 64 --presplit --overwrite
 
 shards: $(SHARD_INDEX)
 

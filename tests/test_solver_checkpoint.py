@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ import torch
 from cosmos.checkpoint import Checkpointer, load_checkpoint
 from cosmos.models import DualEncoder, TextTransformer, VisionTransformer
 from cosmos.solver import Constant, WarmupCosine, get_param_groups
+from cosmos.utils.atomic import atomic_write_text
 from cosmos.utils.errors import CheckpointError
 
 
@@ -73,3 +75,17 @@ def test_load_refuses_code_in_pickles(tmp_path) -> None:
     torch.save({"obj": math.sqrt}, path)  # a function reference: not allowed with weights_only
     with pytest.raises(CheckpointError, match="cannot read checkpoint"):
         load_checkpoint(str(path))
+
+
+def test_atomic_writes_get_the_umask_permissions(tmp_path) -> None:
+    """Checkpoints and plots are readable by the project group like any file open() creates
+    (mkstemp alone would leave them 0600)."""
+    old = os.umask(0o022)
+    try:
+        path = Checkpointer(str(tmp_path)).save(1, {"w": torch.zeros(2)})
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+        os.umask(0o077)
+        atomic_write_text(str(tmp_path / "private.txt"), "x")
+        assert stat.S_IMODE(os.stat(tmp_path / "private.txt").st_mode) == 0o600
+    finally:
+        os.umask(old)

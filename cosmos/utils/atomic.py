@@ -6,6 +6,14 @@ import tempfile
 from typing import IO, Callable, Optional
 
 
+def _default_mode() -> int:
+    """The permissions ``open()`` would give a new file (0666 minus the umask); mkstemp uses 0600,
+    which would hide checkpoints and plots from the rest of a project group."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path: str, write: Callable[[IO[bytes]], None],
                  verify: Optional[Callable[[str], object]] = None) -> None:
     """Call ``write(f)`` on a temporary file beside ``path``, fsync it, optionally
@@ -13,6 +21,7 @@ def atomic_write(path: str, write: Callable[[IO[bytes]], None],
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     try:
+        os.fchmod(fd, _default_mode())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
