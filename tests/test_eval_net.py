@@ -6,7 +6,9 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from tests.helpers import REPO, run_train
 
@@ -51,10 +53,15 @@ def test_evaluates_student_and_teacher_like_training_did(cosmos_run) -> None:
 def test_encoder_selection_and_errors(cosmos_run, tmp_path) -> None:
     ckpt = os.path.join(cosmos_run, "checkpoints", "model_0000002.pth")
     res = _eval_net(["--config-file", COSMOS_CONFIG, "--checkpoint", ckpt, "--encoders", "teacher",
-                     "--output-dir", str(tmp_path / "t"), *TINY])
+                     "--output-dir", str(tmp_path / "t"), "--overlays", "2", *TINY])
     assert res.returncode == 0, res.stderr[-3000:]
     keys = json.load(open(tmp_path / "t" / "results.json"))
     assert all(k.startswith("teacher/") for k in keys if k != "iter")
+    overlays = sorted((tmp_path / "t" / "overlays").rglob("*.png"))  # segmentation only, teacher
+    assert [str(p.relative_to(tmp_path / "t" / "overlays")) for p in overlays] == [
+        "teacher/segmentation/seg_000.png", "teacher/segmentation/seg_001.png"]
+    pixels = np.asarray(Image.open(overlays[0]).convert("L"), dtype=np.float32)
+    assert pixels.shape == (500, 1200) and pixels.std() > 5
     bad = _eval_net(["--config-file", COSMOS_CONFIG, "--checkpoint", ckpt, "--encoders", "tutor",
                      *TINY])
     assert bad.returncode == 2 and "unknown encoder(s) ['tutor']" in bad.stderr

@@ -11,6 +11,8 @@ run). Every encoder of the meta-architecture is evaluated (for COSMOS: ``student
 ``teacher``) unless ``--encoders`` picks some. ``--eval-config FILE`` takes the evaluators from
 another config (the paper benchmarks: ``configs/common/evaluation/benchmarks.py``). Results go to ``DIR/results.json`` and
 ``DIR/results.md`` (default: ``<run dir>/eval_<checkpoint name>``) and are printed.
+``--overlays N`` also writes segmentation overlays (image, prediction, ground truth) of the first
+N images of every segmentation evaluator to ``DIR/overlays/<encoder>/<evaluator>/seg_NNN.png``.
 """
 import logging
 import os
@@ -41,6 +43,8 @@ def parse_args(argv=None):
     p.add_argument("--eval-config", default="", metavar="FILE",
                    help="take `evaluation` from this config instead (e.g. "
                         "configs/common/evaluation/benchmarks.py); overrides apply after")
+    p.add_argument("--overlays", type=int, default=0, metavar="N",
+                   help="segmentation overlays of the first N images per segmentation evaluator")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides key=value")
     return p.parse_args(argv)
 
@@ -49,6 +53,21 @@ def default_output_dir(checkpoint: str) -> str:
     folder, name = os.path.split(os.path.abspath(checkpoint))
     run_dir = os.path.dirname(folder) if os.path.basename(folder) == "checkpoints" else folder
     return os.path.join(run_dir, f"eval_{os.path.splitext(name)[0]}")
+
+
+def write_overlays(model, evaluators, encoders, count: int, out_dir: str) -> None:
+    """Overlays of every segmentation evaluator (those with ``predictions``) per encoder."""
+    from cosmos.visualization.segmentation import segmentation_samples
+
+    available = model.encoders() if hasattr(model, "encoders") else {"model": model}
+    for enc_name, encoder in available.items():
+        if encoders and enc_name not in encoders:
+            continue
+        for ev_name, evaluator in evaluators.items():
+            if hasattr(evaluator, "predictions"):
+                paths = segmentation_samples(encoder, evaluator, count,
+                                             os.path.join(out_dir, enc_name, ev_name))
+                logger.info("wrote %d overlays to %s", len(paths), os.path.dirname(paths[0]))
 
 
 def main(args):
@@ -74,6 +93,8 @@ def main(args):
     results = evaluate(model, evaluators, encoders)
     out = args.output_dir or default_output_dir(args.checkpoint)
     write_results(results, out, step)
+    if args.overlays > 0:
+        write_overlays(model, evaluators, encoders, args.overlays, os.path.join(out, "overlays"))
     print("\n".join(f"{k:45s} {v:6.2f}" for k, v in sorted(results.items())))
     logger.info("results written to %s", os.path.join(out, "results.json"))
     return results
