@@ -12,7 +12,7 @@ import random
 import shutil
 import sys
 import time
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -261,12 +261,7 @@ def build_trainer(cfg: Any, output_dir: str, resume: bool = True) -> Trainer:
                     TensorboardWriter(os.path.join(output_dir, "tensorboard"))]
     extra_hooks = [instantiate(h) for h in (cfg.train.get("hooks") or [])]
     trainer.register_hooks([
-        H.ParamSchedule(instantiate(cfg.lr_multiplier),
-                        instantiate(cfg.wd_multiplier) if cfg.get("wd_multiplier") else None),
-        H.NaNGuard(),
-        build_ema_hook(cfg),
-        *extra_hooks,
-        H.LogitScaleClamp(cfg.train.get("max_logit_scale", 100.0)),
+        *build_step_hooks(cfg, extra_hooks),
         H.EvalHook(cfg.train.get("eval_period", 0), make_evaluate(cfg, model, evaluators, device),
                    os.path.join(output_dir, "eval")) if evaluators else None,
         H.PeriodicCheckpointer(checkpointer, cfg.train.checkpoint_period),
@@ -274,6 +269,21 @@ def build_trainer(cfg: Any, output_dir: str, resume: bool = True) -> Trainer:
     ])
     _restore(trainer, checkpointer, cfg, resume)
     return trainer
+
+
+def build_step_hooks(cfg: Any, extra_hooks: Sequence[Optional[H.HookBase]] = ()
+                     ) -> List[Optional[H.HookBase]]:
+    """The hooks that belong to every training step, in training's order: lr/wd schedule, NaN
+    guard, EMA teacher update (when the config has ``ema``), ``extra_hooks``, logit-scale clamp.
+    ``None`` entries (no EMA) are skipped by ``Trainer.register_hooks``."""
+    return [
+        H.ParamSchedule(instantiate(cfg.lr_multiplier),
+                        instantiate(cfg.wd_multiplier) if cfg.get("wd_multiplier") else None),
+        H.NaNGuard(),
+        build_ema_hook(cfg),
+        *extra_hooks,
+        H.LogitScaleClamp(cfg.train.get("max_logit_scale", 100.0)),
+    ]
 
 
 def build_ema_hook(cfg: Any) -> Optional[H.HookBase]:

@@ -18,6 +18,8 @@ def interpolate_pos_embed(pos_embed: torch.Tensor, grid_h: int, grid_w: int) -> 
     align_corners False, class position kept. The table is returned as is when the grid matches.
     """
     n = pos_embed.shape[0] - 1
+    if torch.jit.is_tracing():  # sizes are traced tensors there (FLOP counting): plain numbers
+        n, grid_h, grid_w = int(n), int(grid_h), int(grid_w)
     g = int(round(n ** 0.5))
     if grid_h == g and grid_w == g:
         return pos_embed
