@@ -1,18 +1,19 @@
 # Two commands on a fresh machine: `make demo` (train on the built-in synthetic scenes) and
-# `make test`. Both create .venv and install the package into it when needed.
+# `make test`. Both create .venv and install the package into it when needed, with this machine's
+# exact versions (constraints.txt; setup.cfg has only lower bounds).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 DEMO_DIR ?= runs/demo
 SHARD_DIR := datasets/synthetic_scenes
 SHARD_INDEX := $(SHARD_DIR)/train-index.json
 
 .PHONY: install shards demo test clean-demo
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP)

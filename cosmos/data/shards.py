@@ -38,8 +38,7 @@ import json
 import logging
 import os
 import random
-import tarfile
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 import torch
@@ -49,44 +48,55 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from cosmos.data import stats as data_stats
 from cosmos.data.loader import collate
+from cosmos.data.shard_sources import (
+    check_sources, index_counts, is_local, local_path, open_stream,
+)
+from cosmos.data.tar_reader import TarIntegrityError, TarMember, scan_members
 from cosmos.utils import distributed as dist_utils
 from cosmos.utils.errors import BadSampleError, ConfigError, DataError
-from cosmos.utils.file_io import PathManager
 
-__all__ = ["expand_urls", "ShardFile", "decode_sample", "ShardStream", "IMAGE_EXTENSIONS"]
+__all__ = ["expand_urls", "ShardFile", "StreamedShard", "buffered_order", "decode_sample",
+           "ShardStream", "IMAGE_EXTENSIONS", "STREAM_SHUFFLE"]
 
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 SOURCE_SEP = "::"
+# Samples a stream source (http, pipe:, iopath URI) holds to shuffle within a shard: it cannot
+# seek, so its in-shard order is a bounded shuffle buffer instead of a full permutation.
+STREAM_SHUFFLE = 256
 # JSON string fields that describe a sample rather than caption it (img2dataset, make_shards).
 METADATA_KEYS = frozenset({"url", "key", "source_path", "status", "error_message", "sha256",
                            "exif", "md5"})
+
+
+def source_specs(urls: Union[str, Sequence[str]]) -> List[str]:
+    """Shard specs → one spec string per source (``::`` joins sources in a string)."""
+    parts = urls.split(SOURCE_SEP) if isinstance(urls, str) else [str(u) for u in urls]
+    if not parts:
+        raise ConfigError("no shard URLs given (dataloader.train.urls is an empty list)")
+    for part in parts:
+        if not part.strip():
+            raise ConfigError(f"empty shard source in {urls!r}")
+    return [p.strip() for p in parts]
 
 
 def expand_urls(urls: Union[str, Sequence[str]]) -> List[List[str]]:
     """Shard specs → sources, each a list of shard URLs.
 
     ``"a-{000..009}.tar::b-{0..3}.tar"`` (``::`` joins sources, as the official scripts do) or a
-    list of such strings, one per source; braces are expanded.
+    list of such strings, one per source; braces are expanded. A source that expands to nothing
+    usable (an empty URL, e.g. ``"{,}"``) is a :class:`ConfigError` naming it.
     """
-    parts = urls.split(SOURCE_SEP) if isinstance(urls, str) else [str(u) for u in urls]
     sources = []
-    for part in parts:
-        part = part.strip()
-        if not part:
-            raise ConfigError(f"empty shard source in {urls!r}")
-        sources.append(list(braceexpand(part)))
-    if not sources:
-        raise ConfigError("no shard URLs given")
+    specs = source_specs(urls)
+    for i, part in enumerate(specs):
+        expanded = [u.strip() for u in braceexpand(part)]
+        if not expanded or not all(expanded):
+            raise ConfigError(f"shard source {i + 1} of {len(specs)} ({part!r}) expands to "
+                              f"{len(expanded)} URL(s), some empty: {expanded[:4]}")
+        sources.append(expanded)
     return sources
-
-
-def _local_path(url: str) -> str:
-    """A local path for ``url``; iopath downloads/caches remote URIs (``manifold://``, ``s3://``…)."""
-    if "://" not in url or url.startswith("file://"):
-        return url[len("file://"):] if url.startswith("file://") else url
-    return PathManager.get_local_path(url)
 
 
 def _split_member_name(name: str) -> Tuple[str, str]:
@@ -96,56 +106,198 @@ def _split_member_name(name: str) -> Tuple[str, str]:
     return (f"{directory}/{key}" if directory else key), (ext.lower() if dot else "")
 
 
-class ShardFile:
-    """An opened shard: its samples ``[(key, {ext: TarInfo})]``, readable in any order.
+def _group(members: Sequence[TarMember]) -> List[Tuple[str, Dict[str, TarMember]]]:
+    """Consecutive members sharing a key → ``[(key, {ext: member})]`` (extensionless skipped)."""
+    samples: List[Tuple[str, Dict[str, TarMember]]] = []
+    for member in members:
+        key, ext = _split_member_name(member.name)
+        if not ext:
+            continue
+        if not samples or samples[-1][0] != key:
+            samples.append((key, {}))
+        samples[-1][1][ext] = member
+    return samples
 
-    A truncated tar keeps the samples whose members are complete; ``truncated`` tells.
+
+def _count_problem(url: str, count: int) -> Optional[str]:
+    """A shortfall against the shard index that ``make_shards.py`` writes, if there is one."""
+    expected = index_counts(url)
+    if expected is not None and count < expected:
+        return f"{count} samples where its index lists {expected}"
+    return None
+
+
+class ShardFile:
+    """A local shard, indexed: its samples ``[(key, {ext: TarMember})]``, readable in any order.
+
+    The tar is checked as it is indexed (:func:`~cosmos.data.tar_reader.scan_members`: every
+    member's stated size present, a proper end-of-archive marker) and its sample count against
+    the shard index when there is one. A damaged shard keeps its complete samples and says what
+    is wrong in ``problem`` (``truncated`` is True); one with no complete member raises
+    ``OSError`` (unreadable).
     """
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.file = open(_local_path(url), "rb")
+        self.file = open(local_path(url), "rb")
+        members: List[TarMember] = []
+        self.problem: Optional[str] = None
         try:
-            size = self.file.seek(0, os.SEEK_END)
-            self.file.seek(0)
-            self.tar = tarfile.open(fileobj=self.file, mode="r:")
-            self.truncated = False
-            members: List[tarfile.TarInfo] = []
-            while True:
-                try:
-                    member = self.tar.next()
-                except (tarfile.ReadError, EOFError, OSError):
-                    self.truncated = True
-                    break
-                if member is None:
-                    break
-                if member.isfile():
-                    if member.offset_data + member.size > size:
-                        self.truncated = True
-                        break
+            size = os.fstat(self.file.fileno()).st_size
+
+            def skip(n: int) -> int:
+                start = self.file.tell()
+                self.file.seek(min(start + n, size))
+                return self.file.tell() - start
+
+            try:
+                for member in scan_members(self.file.read, skip):
                     members.append(member)
+            except TarIntegrityError as e:
+                if not members:
+                    raise OSError(f"not a readable tar ({e.detail})") from None
+                self.problem = e.detail
         except BaseException:
             self.file.close()
             raise
-        self.samples: List[Tuple[str, Dict[str, tarfile.TarInfo]]] = []
-        for member in members:
-            key, ext = _split_member_name(member.name)
-            if not ext:
-                continue
-            if not self.samples or self.samples[-1][0] != key:
-                self.samples.append((key, {}))
-            self.samples[-1][1][ext] = member
+        self.samples = _group(members)
+        self.problem = self.problem or _count_problem(url, len(self.samples))
+
+    @property
+    def truncated(self) -> bool:
+        return self.problem is not None
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def read(self, index: int) -> Tuple[str, Dict[str, bytes]]:
         key, members = self.samples[index]
-        return key, {ext: self.tar.extractfile(m).read() for ext, m in members.items()}
+        files = {}
+        for ext, m in members.items():
+            self.file.seek(m.offset)
+            files[ext] = self.file.read(m.size)
+        return key, files
 
     def close(self) -> None:
-        self.tar.close()
         self.file.close()
+
+
+T = TypeVar("T")
+
+
+def buffered_order(items: Iterator[T], size: int, rng: random.Random) -> Iterator[T]:
+    """``items`` shuffled through a buffer of ``size``: each output is drawn at random from the
+    next ``size`` not yet output. A function of the item count and ``rng`` only, so an indexed
+    shard (``items = range(n)``) and a stream of the same shard give the same order."""
+    buffer: List[T] = []
+
+    def pop() -> T:
+        j = rng.randrange(len(buffer))
+        buffer[j], buffer[-1] = buffer[-1], buffer[j]
+        return buffer.pop()
+
+    for item in items:
+        buffer.append(item)
+        if len(buffer) >= size:
+            yield pop()
+    while buffer:
+        yield pop()
+
+
+class _IndexedShard:
+    """A local :class:`ShardFile` read in a given order."""
+
+    def __init__(self, url: str, order_of: Callable[[int], List[int]]) -> None:
+        self.url = url
+        self.file = ShardFile(url)
+        self.problem = self.file.problem
+        self.order = order_of(len(self.file))
+        self.position = 0
+
+    @property
+    def done(self) -> bool:
+        return self.position >= len(self.order)
+
+    def next(self) -> Tuple[str, Dict[str, bytes]]:
+        sample = self.file.read(self.order[self.position])
+        self.position += 1
+        return sample
+
+    def skip(self, count: int) -> None:
+        self.position = min(self.position + count, len(self.order))
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class StreamedShard:
+    """A shard read front to back from a stream (http, ``pipe:``, iopath), shuffled through a
+    buffer of ``shuffle`` samples (:func:`buffered_order`); the first sample is ready once the
+    buffer is full, long before the shard is downloaded.
+
+    A stream that breaks off (connection closed, command failed, tar cut short) keeps the
+    samples read until then and says what happened in ``problem``; one that gives no complete
+    member raises ``OSError`` at opening (unreadable). Resuming re-reads the shard and skips the
+    samples already used (:meth:`skip`).
+    """
+
+    def __init__(self, url: str, shuffle: int, rng: random.Random) -> None:
+        self.url = url
+        self.problem: Optional[str] = None
+        self.stream = open_stream(url)
+        self.members_read = 0
+        self._order = buffered_order(self._samples(), shuffle, rng)
+        try:
+            self._ahead = next(self._order, None)  # one sample ahead: `done` is known eagerly
+        except BaseException:
+            self.stream.close()
+            raise
+        if self._ahead is None and self.problem is not None and self.members_read == 0:
+            self.stream.close()
+            raise OSError(self.problem)
+
+    def _samples(self) -> Iterator[Tuple[str, Dict[str, bytes]]]:
+        key, files, count = None, {}, 0
+        try:
+            for member in scan_members(self.stream.read):
+                self.members_read += 1
+                name, ext = _split_member_name(member.name)
+                if not ext:
+                    continue
+                if name != key and key is not None:
+                    count += 1
+                    yield key, files
+                    files = {}
+                key = name
+                files[ext] = member.data
+            self.stream.finish()
+        except TarIntegrityError as e:
+            failed = self.stream.failure()  # a failing command says more than its cut output
+            self.problem = f"{failed} ({e.detail})" if failed else e.detail
+        except OSError as e:
+            self.problem = str(e)
+        if key is not None:
+            count += 1
+            yield key, files
+        self.problem = self.problem or _count_problem(self.url, count)
+
+    @property
+    def done(self) -> bool:
+        return self._ahead is None
+
+    def next(self) -> Tuple[str, Dict[str, bytes]]:
+        sample = self._ahead
+        self._ahead = next(self._order, None)
+        return sample
+
+    def skip(self, count: int) -> None:
+        for _ in range(count):
+            if self.done:
+                break
+            self.next()
+
+    def close(self) -> None:
+        self.stream.close()
 
 
 def _is_text_list(value: Any) -> bool:
@@ -194,7 +346,7 @@ def _rng(*parts: Any) -> random.Random:
 
 def _fresh_state() -> Dict[str, Any]:
     return {"epoch": 0, "cursor": 0, "draws": 0, "n": 0, "slots": [],
-            "stats": data_stats.new_counters(), "pass_end": {}}
+            "stats": data_stats.new_counters(), "pass_end": {}, "flagged": [0, []]}
 
 
 class _Spec:
@@ -202,8 +354,10 @@ class _Spec:
 
     def __init__(self, sources, weights, resampled, interleave, seed, num_streams, batch_size,
                  image_transform, text_transform, tokenizer, caption_keys,
-                 max_failed_shards, max_bad_fraction=1.0, min_samples_for_abort=0) -> None:
+                 max_failed_shards, max_bad_fraction=1.0, min_samples_for_abort=0,
+                 shard_shuffle=None) -> None:
         self.sources, self.resampled, self.interleave = sources, resampled, interleave
+        self.shard_shuffle = shard_shuffle
         self.seed, self.num_streams, self.batch_size = seed, num_streams, batch_size
         self.image_transform, self.text_transform = image_transform, text_transform
         self.tokenizer, self.caption_keys = tokenizer, caption_keys
@@ -233,25 +387,66 @@ class _Spec:
         st["draws"] += 1
         return url, draw
 
-    def open(self, g: int, url: str, draw: int) -> Tuple[ShardFile, List[int]]:
-        shard = ShardFile(url)
-        order = list(range(len(shard)))
-        _rng("order", self.seed, g, draw).shuffle(order)
-        return shard, order
+    def open(self, g: int, url: str, draw: int) -> Union[_IndexedShard, StreamedShard]:
+        """Shard ``url`` as drawn the ``draw``-th time by stream ``g``, in its sample order: a
+        full permutation (local files, by default) or a buffered shuffle (streams, or any source
+        when ``shard_shuffle`` is set) — both functions of ``(seed, g, draw)``."""
+        rng = _rng("order", self.seed, g, draw)
+        if not is_local(url):
+            return StreamedShard(url, self.shard_shuffle or STREAM_SHUFFLE, rng)
+        if self.shard_shuffle:
+            return _IndexedShard(url, lambda n: list(buffered_order(iter(range(n)),
+                                                                    self.shard_shuffle, rng)))
+
+        def permutation(n: int) -> List[int]:
+            order = list(range(n))
+            rng.shuffle(order)
+            return order
+
+        return _IndexedShard(url, permutation)
+
+    def _flag(self, st: Dict[str, Any], shard: Union[_IndexedShard, StreamedShard],
+              draw: int) -> None:
+        """Count a damaged shard once per epoch of this stream (resampled: per ``len(shards)``
+        draws), and log it with its name."""
+        epoch = draw // len(self.all_shards) if self.resampled else st["epoch"]
+        flagged = st.setdefault("flagged", [epoch, []])
+        if flagged[0] != epoch:
+            flagged[:] = [epoch, []]
+        if shard.url in flagged[1]:
+            return
+        flagged[1].append(shard.url)
+        data_stats.count_bad(st["stats"], "truncated_shard", f"{shard.url}: {shard.problem}")
+        logger.warning("shard %s is damaged: %s; its complete samples are read",
+                       shard.url, shard.problem)
 
     # -- the stream ------------------------------------------------------------------
     def samples(self, g: int, st: Dict[str, Any]) -> Iterator[Dict[str, Any]]:
         """Endless transformed samples of stream ``g``, advancing ``st`` in place."""
+        opened: List[Any] = []
+        try:
+            yield from self._samples(g, st, opened)
+        finally:  # close connections and end commands when the stream is dropped
+            for shard in opened:
+                shard.close()
+
+    def _samples(self, g: int, st: Dict[str, Any], opened: List[Any]) -> Iterator[Dict[str, Any]]:
         stats = st["stats"]
-        opened: List[Tuple[ShardFile, List[int]]] = []
-        for url, draw, _ in st["slots"]:  # resume: reopen what was open
+        keep = []
+        for i, (url, draw, used) in enumerate(st["slots"]):  # resume: reopen what was open
             try:
-                opened.append(self.open(g, url, draw))
-            except Exception:
-                opened.append(None)  # was readable before; treat as exhausted now
-        keep = [i for i, o in enumerate(opened) if o is not None]
+                shard = self.open(g, url, draw)
+                shard.skip(used)  # a stream re-reads the shard up to where it was
+            except Exception as e:  # was readable before; treat as exhausted now
+                logger.warning("could not reopen shard %s on resume (%s); skipping its rest",
+                               url, e)
+                continue
+            if shard.done:
+                shard.close()
+                continue
+            keep.append(i)
+            opened.append(shard)
         st["slots"] = [st["slots"][i] for i in keep]
-        opened = [opened[i] for i in keep]
         failed_in_a_row, empty_epochs = 0, 0
         while True:
             while len(st["slots"]) < self.interleave:
@@ -260,25 +455,24 @@ class _Spec:
                     break
                 url, draw = nxt
                 try:
-                    shard, order = self.open(g, url, draw)
+                    shard = self.open(g, url, draw)
                 except Exception as e:
-                    data_stats.count_bad(stats, "unreadable_shard", f"{url}: {type(e).__name__}: {e}")
+                    detail = str(e) if url in str(e) else f"{url}: {e}"
+                    data_stats.count_bad(stats, "unreadable_shard", detail)
                     logger.warning("skipping unreadable shard %s (%s)", url, e)
                     failed_in_a_row += 1
                     if failed_in_a_row >= self.max_failed_shards:
                         raise DataError(f"{failed_in_a_row} shards in a row could not be read "
-                                        f"(last: {url}: {e})")
+                                        f"(last: {detail})")
                     continue
                 failed_in_a_row = 0
-                if shard.truncated:
-                    data_stats.count_bad(stats, "truncated_shard", url)
-                    logger.warning("shard %s is truncated; reading its %d complete samples",
-                                   url, len(shard))
-                if len(shard) == 0:
+                if shard.problem:
+                    self._flag(st, shard, draw)
+                if shard.done:
                     shard.close()
                     continue
                 st["slots"].append([url, draw, 0])
-                opened.append((shard, order))
+                opened.append(shard)
             if not st["slots"]:  # non-resampled: this stream's shards of the epoch are done
                 st["pass_end"] = {k: v for k, v in stats.items() if k != "last_bad"}
                 logger.info("stream %d finished pass %d: %s", g, st["epoch"], st["pass_end"])
@@ -289,10 +483,12 @@ class _Spec:
                     raise DataError(f"stream {g}: a whole pass over its shards gave no samples")
                 continue
             j = _rng("pick", self.seed, g, st["n"]).randrange(len(st["slots"]))
-            slot, (shard, order) = st["slots"][j], opened[j]
-            key, files = shard.read(order[slot[2]])
+            slot, shard = st["slots"][j], opened[j]
+            key, files = shard.next()
             slot[2] += 1
-            if slot[2] >= len(shard):
+            if shard.problem:  # a stream finds out only as it reads
+                self._flag(st, shard, slot[1])
+            if shard.done:
                 shard.close()
                 del st["slots"][j], opened[j]
             n = st["n"]
@@ -366,6 +562,10 @@ class ShardStream:
         resampled: draw shards with replacement (True) or read epochs of disjoint shards (False).
         interleave: shards open at once per stream (samples are drawn from them at random).
         caption_keys: JSON fields to use as captions (default: every string / string-list field).
+        shard_shuffle: the order of samples within a shard. None: a full permutation for local
+            files (indexed, read by seeking) and a shuffle buffer of ``STREAM_SHUFFLE`` samples
+            for streams (http(s), ``pipe:``, iopath URIs); an integer K: a buffer of K samples
+            for every source, so local files and streams give the same samples.
         max_bad_fraction, min_samples_for_abort: stop when more than this fraction of the samples
             read so far (once at least ``min_samples_for_abort``) was bad.
     """
@@ -377,24 +577,29 @@ class ShardStream:
                  caption_keys: Optional[Sequence[str]] = None, max_bad_fraction: float = 0.05,
                  min_samples_for_abort: int = 1000, max_failed_shards: int = 50,
                  pin_memory: bool = False, prefetch_factor: int = 2,
-                 rank: Optional[int] = None, world_size: Optional[int] = None) -> None:
-        sources = expand_urls(urls)
+                 rank: Optional[int] = None, world_size: Optional[int] = None,
+                 shard_shuffle: Optional[int] = None) -> None:
+        sources, specs = expand_urls(urls), source_specs(urls)
         if weights is not None:
             weights = [float(w) for w in weights]
             if len(weights) != len(sources):
                 raise ConfigError(f"{len(weights)} weights for {len(sources)} shard sources")
             if not resampled:
                 raise ConfigError("source weights need resampled=True (a pass reads every shard once)")
-            if min(weights) < 0 or sum(weights) <= 0:
-                raise ConfigError(f"source weights must be >= 0 with a positive sum, got {weights}")
+            for i, w in enumerate(weights):
+                if not w > 0:
+                    raise ConfigError(f"shard source {i + 1} of {len(sources)} ({specs[i]}) has "
+                                      f"weight {w:g}; weights must be > 0 (leave the source out "
+                                      f"instead)")
         if batch_size < 1 or interleave < 1 or num_workers < 0:
             raise ConfigError(f"need batch_size >= 1, interleave >= 1, num_workers >= 0; got "
                               f"{batch_size}, {interleave}, {num_workers}")
-        local = [u for s in sources for u in s if "://" not in u]
-        if local and len(local) == sum(len(s) for s in sources) and \
-                not any(os.path.exists(u) for u in local):
-            raise DataError(f"none of the {len(local)} shards exists: {urls!r} "
-                            f"(relative to {os.getcwd()})")
+        if shard_shuffle is not None and (isinstance(shard_shuffle, bool)
+                                          or not isinstance(shard_shuffle, int)
+                                          or shard_shuffle < 1):
+            raise ConfigError(f"shard_shuffle must be None or an integer >= 1, got "
+                              f"{shard_shuffle!r}")
+        check_sources(sources, specs)
         self.rank = dist_utils.get_rank() if rank is None else int(rank)
         self.world_size = dist_utils.get_world_size() if world_size is None else int(world_size)
         self.num_workers = int(num_workers)
@@ -408,7 +613,7 @@ class ShardStream:
         self.spec = _Spec(sources, weights, bool(resampled), int(interleave), int(seed),
                           num_streams, int(batch_size), image_transform, text_transform,
                           tokenizer, caption_keys, int(max_failed_shards),
-                          float(max_bad_fraction), int(min_samples_for_abort))
+                          float(max_bad_fraction), int(min_samples_for_abort), shard_shuffle)
         self.batch_size, self.pin_memory = int(batch_size), pin_memory
         self.prefetch_factor = prefetch_factor
         self.max_bad_fraction, self.min_samples_for_abort = max_bad_fraction, min_samples_for_abort
