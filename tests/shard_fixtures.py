@@ -49,3 +49,53 @@ def write_scene_shards(directory: str, num_shards: int, per_shard: int,
         paths.append(write_tar(f"{directory}/{prefix}-{s:03d}.tar",
                                scene_samples(s * per_shard, per_shard, image_size)))
     return paths
+
+
+def serve_directory(directory: str):
+    """An HTTP server on 127.0.0.1 (free port, daemon thread) serving ``directory``.
+
+    Besides plain files (a missing one is a 404) it serves two broken transfers:
+    ``/cut/NAME`` announces NAME's full length, sends half of it and closes the connection;
+    ``/gate/NAME`` sends half, then waits for ``server.gate`` (a ``threading.Event``) before the
+    rest. Returns the server; ``server.url`` is its base URL, ``server.requests`` the paths asked
+    for; call ``server.shutdown()`` when done.
+    """
+    import functools
+    import http.server
+    import os
+    import threading
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # quiet
+            pass
+
+        def do_GET(self) -> None:
+            self.server.requests.append(self.path)
+            for mode in ("cut", "gate"):
+                if self.path.startswith(f"/{mode}/"):
+                    return self._half(mode, self.path[len(mode) + 2:])
+            return super().do_GET()
+
+        def _half(self, mode: str, name: str) -> None:
+            path = os.path.join(directory, name)
+            if not os.path.isfile(path):
+                return self.send_error(404)
+            with open(path, "rb") as f:
+                data = f.read()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            if mode == "gate":
+                self.server.gate.wait(timeout=60)
+                self.wfile.write(data[len(data) // 2:])
+            self.close_connection = True
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=directory))
+    server.daemon_threads = True
+    server.requests, server.gate = [], threading.Event()
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server

@@ -65,6 +65,10 @@ class ShardByteStream:
             except Exception as e:  # http.client.IncompleteRead, socket timeouts, ...
                 raise OSError(f"{self.url}: read failed: {type(e).__name__}: {e}") from None
             if not chunk:
+                remaining = getattr(self.raw, "length", None)  # http.client: announced, unread
+                if remaining:
+                    raise OSError(f"{self.url}: the connection closed with {remaining} of the "
+                                  f"announced bytes not sent")
                 break
             chunks.append(chunk)
             want -= len(chunk)

@@ -416,9 +416,9 @@ class _Spec:
         if shard.url in flagged[1]:
             return
         flagged[1].append(shard.url)
-        data_stats.count_bad(st["stats"], "truncated_shard", f"{shard.url}: {shard.problem}")
-        logger.warning("shard %s is damaged: %s; its complete samples are read",
-                       shard.url, shard.problem)
+        detail = shard.problem if shard.url in shard.problem else f"{shard.url}: {shard.problem}"
+        data_stats.count_bad(st["stats"], "truncated_shard", detail)
+        logger.warning("damaged shard %s; its complete samples are read", detail)
 
     # -- the stream ------------------------------------------------------------------
     def samples(self, g: int, st: Dict[str, Any]) -> Iterator[Dict[str, Any]]:
@@ -459,7 +459,7 @@ class _Spec:
                 except Exception as e:
                     detail = str(e) if url in str(e) else f"{url}: {e}"
                     data_stats.count_bad(stats, "unreadable_shard", detail)
-                    logger.warning("skipping unreadable shard %s (%s)", url, e)
+                    logger.warning("skipping unreadable shard %s", detail)
                     failed_in_a_row += 1
                     if failed_in_a_row >= self.max_failed_shards:
                         raise DataError(f"{failed_in_a_row} shards in a row could not be read "
