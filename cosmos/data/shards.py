@@ -10,8 +10,13 @@ How the stream is made, and why it can resume exactly:
 * Every rank runs ``num_workers`` worker processes; ``G = world_size · num_workers`` *streams*
   in all, stream ``g = rank · num_workers + w``. Each stream keeps ``interleave`` shards open and
   takes its next sample from one of them at random; the samples of a shard are read in a random
-  order (the tar is indexed, then read by seeking), so mixing happens without a shuffle buffer
-  whose contents could not be saved.
+  order (a local tar is indexed, then read by seeking), so mixing happens without a shuffle
+  buffer whose contents would have to be saved.
+* Streamed sources (``http(s)://``, ``pipe:CMD``, other iopath URIs; see
+  :mod:`cosmos.data.shard_sources`) cannot seek: they are read front to back through a shuffle
+  buffer of ``STREAM_SHUFFLE`` samples whose order is a function of ``(seed, g, draw)`` too, so
+  a resumed stream re-reads its shard up to its position and continues exactly.
+  ``shard_shuffle=K`` gives every source (local files too) that buffered order.
 * ``resampled=True`` (default for training): each stream draws shards with replacement — a source
   by ``weights``, then a shard uniformly — endlessly. ``resampled=False``: each epoch the shard
   list is permuted with ``(seed, epoch)`` and stream ``g`` takes shards ``g, g+G, …``, so one pass
@@ -25,7 +30,8 @@ How the stream is made, and why it can resume exactly:
   worker ``i`` continues stream ``(i + p) mod num_workers``.
 
 Bad data never stops a run by itself: corrupt images, missing images, empty captions, unreadable
-or truncated shards are skipped and counted (``metrics()`` → ``data/*``); the run stops with a
+or truncated shards are skipped and counted (``metrics()`` → ``data/*``; a damaged shard once per
+epoch, see :mod:`cosmos.data.tar_reader`); the run stops with a
 one-line :class:`~cosmos.utils.errors.DataError` only when the bad fraction passes
 ``max_bad_fraction`` (after ``min_samples_for_abort`` samples), or when no shard can be read.
 """
