@@ -126,7 +126,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     local = rows["local files"]
     print(f"{args.samples} scenes of {args.image_size} px as JPEG, {PER_SHARD} per shard; "
           f"one process, no workers; best of {args.repeat}")
-    print("| source | read + decode (samples/s) | vs local | COSMOS pipeline (pairs/s) | vs local |")
+    print("| source | read + decode (samples/s) | vs local | COSMOS pipeline (pairs/s) "
+          "| vs local |")
     print("|---|---|---|---|---|")
     for name, r in rows.items():
         print(f"| {name} | {r['read_decode_per_s']:.0f} | "

@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -54,8 +55,8 @@ class ShardByteStream:
     """
 
     def __init__(self, url: str, raw: BinaryIO, process: Optional[subprocess.Popen] = None,
-                 stderr_path: Optional[str] = None) -> None:
-        self.url, self.raw, self.process, self.stderr_path = url, raw, process, stderr_path
+                 stderr: Optional[BinaryIO] = None) -> None:
+        self.url, self.raw, self.process, self.stderr = url, raw, process, stderr
 
     def read(self, n: int) -> bytes:
         chunks, want = [], n
@@ -75,12 +76,13 @@ class ShardByteStream:
         return b"".join(chunks)
 
     def _stderr_tail(self) -> str:
-        if not self.stderr_path:
+        """The command's last line on stderr, as ``": line"`` (or "")."""
+        if self.stderr is None:
             return ""
         try:
-            with open(self.stderr_path, "rb") as f:
-                lines = f.read()[-2000:].decode("utf-8", "replace").strip().splitlines()
-        except OSError:
+            self.stderr.seek(max(self.stderr.seek(0, os.SEEK_END) - 2000, 0))
+            lines = self.stderr.read().decode("utf-8", "replace").strip().splitlines()
+        except (OSError, ValueError):
             return ""
         return f": {lines[-1].strip()}" if lines else ""
 
@@ -112,17 +114,8 @@ class ShardByteStream:
                 if self.process.poll() is None:
                     self.process.kill()
                 self.process.wait()
-            if self.stderr_path:
-                with _suppress():
-                    os.remove(self.stderr_path)
-
-
-class _suppress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> bool:
-        return exc[0] is not None and issubclass(exc[0], OSError)
+            if self.stderr is not None:
+                self.stderr.close()
 
 
 def open_stream(url: str) -> ShardByteStream:
@@ -137,14 +130,14 @@ def open_stream(url: str) -> ShardByteStream:
             raise OSError(f"{url}: {reason}") from None
         return ShardByteStream(url, response)
     if url.startswith(PIPE_PREFIX):
-        import tempfile
-        fd, stderr_path = tempfile.mkstemp(prefix="cosmos-pipe-", suffix=".stderr")
+        stderr = tempfile.TemporaryFile()  # no name on disk: nothing to clean up
         try:
             process = subprocess.Popen(url[len(PIPE_PREFIX):], shell=True, stdout=subprocess.PIPE,
-                                       stderr=fd, stdin=subprocess.DEVNULL, bufsize=1 << 20)
-        finally:
-            os.close(fd)
-        return ShardByteStream(url, process.stdout, process, stderr_path)
+                                       stderr=stderr, stdin=subprocess.DEVNULL, bufsize=1 << 20)
+        except BaseException:
+            stderr.close()
+            raise
+        return ShardByteStream(url, process.stdout, process, stderr)
     try:
         return ShardByteStream(url, PathManager.open(url, "rb"))
     except Exception as e:  # iopath handlers raise their own types

@@ -106,7 +106,7 @@ def expand_urls(urls: Union[str, Sequence[str]]) -> List[List[str]]:
 
 
 def _split_member_name(name: str) -> Tuple[str, str]:
-    """``dir/abc.jpg`` → (``dir/abc``, ``jpg``); the extension is everything after the first dot."""
+    """``dir/abc.jpg`` → (``dir/abc``, ``jpg``): the extension is all after the first dot."""
     directory, _, base = name.rpartition("/")
     key, dot, ext = base.partition(".")
     return (f"{directory}/{key}" if directory else key), (ext.lower() if dot else "")
@@ -523,7 +523,8 @@ class _Spec:
         out["key"] = sample["key"]
         return out
 
-    def batches(self, g: int, st: Dict[str, Any]) -> Iterator[Tuple[Dict[str, Any], Dict[str, Any]]]:
+    def batches(self, g: int, st: Dict[str, Any]
+                ) -> Iterator[Tuple[Dict[str, Any], Dict[str, Any]]]:
         """Endless ``(batch, state after it)`` of stream ``g``."""
         samples = self.samples(g, st)
         while True:
@@ -545,7 +546,8 @@ class _StreamsOfThisRank(IterableDataset):
         stream = self.spec.batches(g, st)
         while True:
             # In the main process keep the global torch RNG (dropout, ...) untouched.
-            fork = torch.random.fork_rng(devices=[]) if self.in_main_process else contextlib.nullcontext()
+            fork = (torch.random.fork_rng(devices=[]) if self.in_main_process
+                    else contextlib.nullcontext())
             try:
                 with fork:
                     batch, state = next(stream)
@@ -591,7 +593,8 @@ class ShardStream:
             if len(weights) != len(sources):
                 raise ConfigError(f"{len(weights)} weights for {len(sources)} shard sources")
             if not resampled:
-                raise ConfigError("source weights need resampled=True (a pass reads every shard once)")
+                raise ConfigError("source weights need resampled=True "
+                                  "(a pass reads every shard once)")
             for i, w in enumerate(weights):
                 if not w > 0:
                     raise ConfigError(f"shard source {i + 1} of {len(sources)} ({specs[i]}) has "
@@ -614,7 +617,8 @@ class ShardStream:
         if not resampled and num_shards < num_streams:
             raise DataError(
                 f"{num_shards} shards for {self.world_size} ranks x {max(self.num_workers, 1)} "
-                f"workers = {num_streams} streams: in non-resampled mode every worker needs a shard; "
+                f"workers = {num_streams} streams: in non-resampled mode every worker needs a "
+                f"shard; "
                 f"use fewer workers, more shards, or resampled=True")
         self.spec = _Spec(sources, weights, bool(resampled), int(interleave), int(seed),
                           num_streams, int(batch_size), image_transform, text_transform,
