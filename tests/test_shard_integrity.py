@@ -151,3 +151,27 @@ def test_cli_names_the_cut_shard_and_counts_it_once(tmp_path, synthetic_shards) 
     rows = [json.loads(x) for x in open(os.path.join(out, "metrics.jsonl"))]
     counts = [r["data/truncated_shard"] for r in rows if "data/truncated_shard" in r]
     assert counts and counts[-1] == 1
+
+
+@pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
+def test_reader_agrees_with_tarfile_on_each_format(fmt) -> None:
+    """Long names (pax ``path`` records, GNU ``L`` members), non-ASCII names, directories."""
+    import io
+    names = ["dir/" + "x" * 150 + ".jpg", "ünï.json", "short.txt"]
+    if fmt == tarfile.USTAR_FORMAT:
+        names = ["dir/" + "x" * 90 + ".jpg", "short.json", "short.txt"]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
+        folder = tarfile.TarInfo("dir")
+        folder.type = tarfile.DIRTYPE
+        tar.addfile(folder)
+        for i, name in enumerate(names):
+            data = bytes(range(i, i + 7)) * (100 * i + 1)
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    data = buf.getvalue()
+    ours = [(m.name, m.data) for m in scan_members(_reader(data))]
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        theirs = [(m.name, tar.extractfile(m).read()) for m in tar.getmembers() if m.isfile()]
+    assert ours == theirs and len(ours) == 3

@@ -144,6 +144,11 @@ def open_stream(url: str) -> ShardByteStream:
         raise OSError(f"{url}: {type(e).__name__}: {e}") from None
 
 
+# Shell builtins and keywords a command line may start with (not programs on PATH).
+_SHELL_WORDS = frozenset({"exec", "eval", "command", "set", "export", "cd", "test", "[", "{",
+                          "(", "if", "for", "while", "true", ":", "echo", "printf", "time"})
+
+
 def _command_name(command: str) -> Optional[str]:
     """The program a shell command line starts (after ``VAR=value`` assignments), if simple."""
     try:
@@ -151,7 +156,8 @@ def _command_name(command: str) -> Optional[str]:
     except ValueError:
         return None
     for word in words:
-        if "=" in word.split("/")[0] and not word.startswith(("=", "-")):
+        word = word.lstrip("({")  # a subshell or group: look inside
+        if not word or ("=" in word.split("/")[0] and not word.startswith(("=", "-"))):
             continue  # an environment assignment
         return word
     return None
@@ -181,8 +187,9 @@ def check_sources(sources: Sequence[List[str]], specs: Sequence[str],
                 program = _command_name(url[len(PIPE_PREFIX):])
                 if not program:
                     raise ConfigError(f"{where}: empty or unparsable pipe command in {url!r}")
-                found = (os.access(program, os.X_OK) if "/" in program
-                         else shutil.which(program) is not None)
+                found = (program in _SHELL_WORDS
+                         or (os.access(program, os.X_OK) if "/" in program
+                             else shutil.which(program) is not None))
                 if not found:
                     raise DataError(f"{where}: command {program!r} of {url!r} is not installed "
                                     f"(not found on PATH)")

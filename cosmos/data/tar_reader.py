@@ -93,7 +93,11 @@ def scan_members(read: Callable[[int], bytes], skip: Optional[Callable[[int], in
             info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
         except tarfile.HeaderError as e:
             raise TarIntegrityError(f"bad tar header at byte {at} ({e})", count) from None
-        size = int(pax.get("size", info.size)) if info.type in _FILE_TYPES else info.size
+        try:
+            size = int(pax.get("size", info.size)) if info.type in _FILE_TYPES else info.size
+        except ValueError:
+            raise TarIntegrityError(f"bad pax size {pax.get('size')!r} at byte {at}",
+                                    count) from None
         stored = _padded(size)
         data: Optional[bytes] = None
         if info.type in (tarfile.GNUTYPE_LONGNAME, tarfile.XHDTYPE) or \
