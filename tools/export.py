@@ -39,8 +39,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--config-file", default="", metavar="FILE",
                    help="default: config.yaml of the run directory")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty DIR")
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides key=value")
-    return p.parse_args(argv)
+    p.add_argument("opts", nargs="*", metavar="key=value", help="config overrides")
+    return p.parse_intermixed_args(argv)
 
 
 def main(args: argparse.Namespace):
