@@ -115,3 +115,30 @@ def _load_strict(module: nn.Module, state: Dict[str, torch.Tensor], source: str)
         raise CheckpointError(f"{source} does not fit the config: missing {missing[:3]}, "
                               f"unexpected {unexpected[:3]}")
     module.load_state_dict(state, strict=True)
+
+
+MODEL_SCHEMES = ("openclip", "official")
+
+
+class Baseline(nn.Module):
+    """Encoders of a model trained elsewhere, evaluated like a meta-architecture's."""
+
+    def __init__(self, encoders: Dict[str, nn.Module]) -> None:
+        super().__init__()
+        self.named = nn.ModuleDict(encoders)
+
+    def encoders(self) -> Dict[str, nn.Module]:
+        return dict(self.named)
+
+
+def build_baseline(spec: str, arch: Optional[str] = None) -> Baseline:
+    """``openclip:PATH`` (state-dict file with ``arch``, or a local-dir with its config) → the
+    encoder ``openclip``; ``official:PATH`` (official COSMOS checkpoint, preset ``arch``, default
+    ViT-B-16) → ``student`` and ``teacher``."""
+    scheme, path = split_scheme(spec, MODEL_SCHEMES, "--model")
+    if scheme == "openclip":
+        from cosmos.models.openclip_dir import openclip_from_path
+        return Baseline({"openclip": openclip_from_path(path, arch)}).eval()
+    from cosmos.models.convert_cosmos import from_official_cosmos
+    student, teacher = from_official_cosmos(path, arch or "ViT-B-16")
+    return Baseline({"student": student.encoder, "teacher": teacher.encoder}).eval()
