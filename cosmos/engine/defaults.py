@@ -27,7 +27,7 @@ from cosmos.utils.atomic import atomic_write, atomic_write_text
 from cosmos.utils.cli import ArgumentParser, add_resume_arguments
 from cosmos.utils.distributed import get_rank, get_world_size, is_dist, is_main_process
 from cosmos.utils.errors import CheckpointError, CosmosError
-from cosmos.utils.events import JSONWriter, ProgressPrinter, TensorboardWriter
+from cosmos.utils.events import JSONWriter, ProgressPrinter, report_writers
 from cosmos.utils.logger import setup_logger
 
 logger = logging.getLogger("cosmos")
@@ -272,7 +272,7 @@ def build_trainer(cfg: Any, output_dir: str, resume: Any = "auto") -> Trainer:
     writers = [ProgressPrinter(cfg.train.max_iter)]
     if is_main_process():
         writers += [JSONWriter(os.path.join(output_dir, "metrics.jsonl")),
-                    TensorboardWriter(os.path.join(output_dir, "tensorboard"))]
+                    *report_writers(cfg.train, output_dir, _run_config(output_dir))]
     extra_hooks = [instantiate(h) for h in (cfg.train.get("hooks") or [])]
     trainer.register_hooks([
         *build_step_hooks(cfg, extra_hooks),
@@ -283,6 +283,17 @@ def build_trainer(cfg: Any, output_dir: str, resume: Any = "auto") -> Trainer:
     ])
     _restore(trainer, checkpointer, cfg, resume)
     return trainer
+
+
+def _run_config(output_dir: str) -> Dict[str, Any]:
+    """The saved ``config.yaml`` of the run as plain data (for experiment trackers)."""
+    import yaml
+
+    path = os.path.join(output_dir, "config.yaml")
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return yaml.safe_load(f) or {}
 
 
 def build_step_hooks(cfg: Any, extra_hooks: Sequence[Optional[H.HookBase]] = ()
