@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from typing import Any, List, Optional, Sequence
 
@@ -23,6 +25,24 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         print(f"error: {self.prog}: {message} (see --help)", file=sys.stderr)
         sys.exit(2)
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        namespace, extra = super().parse_known_args(args, namespace)
+        _give_back_override(namespace)
+        return namespace, extra
+
+
+_OVERRIDE = re.compile(r"^\+?[A-Za-z_][\w.]*=")
+
+
+def _give_back_override(namespace: argparse.Namespace) -> None:
+    """``--resume key=value``: the optional value of ``--resume`` swallowed a config override;
+    it means ``--resume latest`` followed by that override."""
+    value = getattr(namespace, "resume", None)
+    if (isinstance(value, str) and isinstance(getattr(namespace, "opts", None), list)
+            and _OVERRIDE.match(value) and not os.path.isfile(value)):
+        namespace.opts.insert(0, value)
+        namespace.resume = "latest"
 
 
 def comma_list(value: str) -> List[str]:
