@@ -117,3 +117,25 @@ def test_resume_semantics(tmp_path, synthetic_shards) -> None:
     assert other.returncode == 0, other.stderr[-2000:]
     assert f"resumed at step 2 from {path}" in open(f"{second}/log.txt").read()
     assert _checkpoints(second) == ["last_checkpoint", "model_0000003.pth"]
+
+
+def _doc_commands():
+    """``python tools/X.py ...`` lines of the code blocks of docs/cli.md and docs/models.md."""
+    commands = []
+    for doc in ("cli.md", "models.md"):
+        text = open(os.path.join(REPO, "docs", doc)).read().replace("\\\n", " ")
+        blocks = text.split("```")[1::2]
+        commands += [(doc, line.strip()) for block in blocks for line in block.splitlines()
+                     if line.strip().startswith("python tools/")]
+    return commands
+
+
+@pytest.mark.parametrize("doc,command", _doc_commands())
+def test_documented_commands_parse(doc, command, capsys) -> None:
+    import shlex
+
+    argv = shlex.split(command)
+    tool = load_tool(os.path.splitext(os.path.basename(argv[1]))[0])
+    args = tool.parse_args(argv[2:])
+    assert capsys.readouterr().err == "", f"{doc}: {command}"
+    assert not any(str(o).startswith("-") for o in getattr(args, "opts", []) or [])

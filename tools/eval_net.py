@@ -109,7 +109,8 @@ def main(args):
     if args.evaluators:
         unknown = [e for e in args.evaluators if e not in evaluators]
         if unknown:
-            raise ConfigError(f"unknown evaluator(s) {unknown}; the config has {sorted(evaluators)}")
+            raise ConfigError(f"unknown evaluator(s) {unknown}; the config has "
+                              f"{sorted(evaluators)}")
         evaluators = {name: evaluators[name] for name in args.evaluators}
     if not evaluators:
         raise ConfigError("the config has no evaluators; add one with +evaluation.NAME={...}")

@@ -83,7 +83,8 @@ def main(args: argparse.Namespace) -> int:
     for point in points:  # every point must be a valid config before anything starts
         load_config(args.config_file, [*fixed, *(f"{k}={v}" for k, v in point.items())])
     name = os.path.splitext(os.path.basename(args.config_file))[0]
-    sweep_dir = os.path.abspath(prepare_output_dir(args.out or os.path.join("runs", "sweeps", name)))
+    sweep_dir = os.path.abspath(prepare_output_dir(args.out or
+                                                   os.path.join("runs", "sweeps", name)))
     runs = S.plan(points, sweep_dir)
     config_file = os.path.abspath(args.config_file)
     launcher = args.launcher

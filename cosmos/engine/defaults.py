@@ -37,7 +37,8 @@ def default_argument_parser(description: str = "cosmos training") -> argparse.Ar
     """``--config-file``, ``--resume [latest|PATH]`` / ``--no-resume``, ``--eval-only``,
     ``--checkpoint`` and the trailing ``key=value`` overrides (see :func:`resume_request`)."""
     parser = ArgumentParser(description=description)
-    parser.add_argument("--config-file", required=True, metavar="FILE", help="LazyConfig .py or .yaml")
+    parser.add_argument("--config-file", required=True, metavar="FILE",
+                        help="LazyConfig .py or .yaml")
     add_resume_arguments(parser)
     parser.add_argument("--eval-only", action="store_true", help="evaluate and exit")
     parser.add_argument("--checkpoint", default="", help="weights for --eval-only")

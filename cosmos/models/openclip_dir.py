@@ -71,8 +71,8 @@ def openclip_model_cfg(model: DualEncoder) -> Dict[str, Any]:
                        "width": visual.width, "head_width": visual.width // v_heads,
                        "mlp_ratio": v_mlp, "patch_size": visual.patch_size},
         "text_cfg": {"context_length": text.context_length, "vocab_size": text.vocab_size,
-                     "width": text.width, "heads": t_heads, "layers": len(text.transformer.resblocks),
-                     "mlp_ratio": t_mlp},
+                     "width": text.width, "heads": t_heads,
+                     "layers": len(text.transformer.resblocks), "mlp_ratio": t_mlp},
     }
     if getattr(model, "logit_bias", None) is not None:
         cfg["init_logit_bias"] = float(model.logit_bias.detach())
