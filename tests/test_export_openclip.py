@@ -104,6 +104,24 @@ def test_vitb_presets_load_in_openclip_with_equal_embeddings(arch, tmp_path) -> 
         _assert_close(expected, _embeddings(plain, 224, tokenizer))
 
 
+@pytest.mark.parametrize("arch", ["tiny-16", "tiny-32-quickgelu"])
+def test_tiny_presets_and_quick_gelu_round_trip(arch, tmp_path) -> None:
+    """QuickGELU is declared in the config OpenCLIP reads, so its towers compute the same."""
+    torch.manual_seed(0)
+    ours = build_dual_encoder(arch).eval()
+    out = str(tmp_path / arch)
+    write_openclip_dir(ours, out, preprocess_cfg(32))
+    config = json.load(open(os.path.join(out, CONFIG_NAME)))
+    assert config["model_cfg"]["quick_gelu"] is arch.endswith("quickgelu")
+    theirs, _, _ = open_clip.create_model_and_transforms(f"local-dir:{out}")
+    tokenizer = open_clip.get_tokenizer(f"local-dir:{out}")
+    _assert_close(_embeddings(ours, 32, tokenizer), _embeddings(theirs.eval(), 32, tokenizer))
+    gelu = dual_encoder_from_cfg({**config["model_cfg"], "quick_gelu": False})
+    gelu.load_state_dict(ours.state_dict())
+    differs = (_embeddings(gelu, 32, tokenizer)[1] - _embeddings(ours, 32, tokenizer)[1]).abs()
+    assert bool(differs.max() > 1e-4) == arch.endswith("quickgelu")
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, synthetic_shards):
     """A 2-step COSMOS run and a 1-step CLIP run of the tiny synthetic configs."""

@@ -118,3 +118,25 @@ def test_example_config_keeps_interpolations() -> None:
     student = cfg.model.student
     assert student.image_token_mapping.in_dim == student.encoder.visual.width == 768
     assert student.text_cross_pooler.d_model == 512
+
+
+def test_official_cosmos_start_loads_student_teacher_and_heads(tmp_path) -> None:
+    from cosmos.engine.pretrained import load_init_checkpoint
+    from cosmos.models import to_official_cosmos
+
+    cfg = LazyConfig.apply_overrides(LazyConfig.load(CONFIG), TINY)
+    torch.manual_seed(1)
+    source = instantiate(cfg.model)
+    with torch.no_grad():
+        for p in source.teacher.parameters():
+            p.add_(0.5)  # a teacher that differs from the student
+    path = tmp_path / "epoch_2.pt"
+    torch.save({"epoch": 2, "student": {f"module.{k}": v for k, v in
+                                        to_official_cosmos(source.student).items()},
+                "teacher": to_official_cosmos(source.teacher)}, path)
+    torch.manual_seed(2)
+    target = instantiate(cfg.model)
+    load_init_checkpoint(target, f"official:{path}")
+    for name in ("student", "teacher"):
+        ours, theirs = getattr(target, name).state_dict(), getattr(source, name).state_dict()
+        assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
