@@ -324,7 +324,7 @@ def build_ema_hook(cfg: Any) -> Optional[H.HookBase]:
 def _restore(trainer: Trainer, checkpointer: Checkpointer, cfg: Any, resume: Any) -> None:
     """``resume``: ``auto`` | ``latest`` | ``never`` | a training checkpoint path (see
     :func:`resume_request`; ``True`` / ``False`` mean ``auto`` / ``never``)."""
-    mode = {True: "auto", False: "never"}.get(resume, resume) if isinstance(resume, bool) else resume
+    mode = ("auto" if resume else "never") if isinstance(resume, bool) else resume
     existing = checkpointer.all_checkpoints()
     if mode == "never" and existing:
         raise CosmosError(
