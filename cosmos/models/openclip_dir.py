@@ -133,7 +133,11 @@ def _replace_dir(tmp: str, out_dir: str, overwrite: bool) -> None:
         old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.old.",
                                dir=os.path.dirname(out_dir))
         os.replace(out_dir, os.path.join(old, "dir"))
-        os.replace(tmp, out_dir)
+        try:
+            os.replace(tmp, out_dir)
+        except OSError:
+            os.replace(os.path.join(old, "dir"), out_dir)  # put the old one back
+            raise
         shutil.rmtree(old)
         return
     if os.path.isdir(out_dir):
