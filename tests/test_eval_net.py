@@ -53,7 +53,7 @@ def test_evaluates_student_and_teacher_like_training_did(cosmos_run) -> None:
 def test_encoder_selection_and_errors(cosmos_run, tmp_path) -> None:
     ckpt = os.path.join(cosmos_run, "checkpoints", "model_0000002.pth")
     res = _eval_net(["--config-file", COSMOS_CONFIG, "--checkpoint", ckpt, "--encoders", "teacher",
-                     "--output-dir", str(tmp_path / "t"), "--overlays", "2", *TINY])
+                     "--out", str(tmp_path / "t"), "--overlays", "2", *TINY])
     assert res.returncode == 0, res.stderr[-3000:]
     keys = json.load(open(tmp_path / "t" / "results.json"))
     assert all(k.startswith("teacher/") for k in keys if k != "iter")
@@ -94,3 +94,59 @@ def test_benchmark_config_names_registered_evaluators() -> None:
     assert names == {"retrieval", "zeroshot_classification", "zeroshot_segmentation"}
     assert all(n in EVALUATORS for n in names)
     assert len(cfg.evaluation) == 12
+
+
+def test_openclip_export_evaluates_like_the_run(cosmos_run, tmp_path) -> None:
+    """A run's student exported to OpenCLIP and evaluated with --model openclip:DIR gives the
+    numbers the run's own evaluation gave its student (same weights, same evaluators)."""
+    exported = str(tmp_path / "openclip_student")
+    res = subprocess.run([sys.executable, os.path.join(REPO, "tools", "export.py"), cosmos_run,
+                          "--out", exported], cwd=REPO, capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1"), timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    res = _eval_net(["--config-file", COSMOS_CONFIG, "--model", f"openclip:{exported}",
+                     "--out", str(tmp_path / "eval"), *TINY])
+    assert res.returncode == 0, res.stderr[-3000:]
+    results = json.load(open(tmp_path / "eval" / "results.json"))
+    trained = json.load(open(os.path.join(cosmos_run, "eval", "results.json")))
+    student = {k[len("student/"):]: v for k, v in trained.items() if k.startswith("student/")}
+    assert {k[len("openclip/"):]: v for k, v in results.items() if k != "iter"} == student
+
+
+def test_official_checkpoint_evaluates_student_and_teacher(tmp_path) -> None:
+    import torch
+
+    from cosmos.config import LazyConfig
+    from cosmos.engine.defaults import build_evaluators, evaluate
+    from cosmos.engine.pretrained import Baseline
+    from cosmos.models import build_cosmos_student, to_official_cosmos
+
+    torch.manual_seed(0)
+    student, teacher = build_cosmos_student("tiny-16"), build_cosmos_student("tiny-16")
+    path = tmp_path / "epoch_1.pt"
+    torch.save({"epoch": 1, "student": {f"module.{k}": v for k, v in
+                                        to_official_cosmos(student).items()},
+                "teacher": to_official_cosmos(teacher)}, path)
+    res = _eval_net(["--config-file", COSMOS_CONFIG, "--model", f"official:{path}", "--arch",
+                     "tiny-16", "--evaluators", "synthetic", *TINY])
+    assert res.returncode == 0, res.stderr[-3000:]
+    results = json.load(open(tmp_path / "eval_epoch_1" / "results.json"))
+    cfg = LazyConfig.apply_overrides(LazyConfig.load(COSMOS_CONFIG), TINY)
+    expected = evaluate(Baseline({"student": student.encoder.eval(),
+                                  "teacher": teacher.encoder.eval()}),
+                        {"synthetic": build_evaluators(cfg)["synthetic"]})
+    assert {k: v for k, v in results.items() if k != "iter"} == pytest.approx(expected, abs=1e-6)
+    assert {k.split("/")[0] for k in expected} == {"student", "teacher"}
+
+
+def test_unknown_model_scheme_is_one_line(tmp_path) -> None:
+    res = _eval_net(["--config-file", COSMOS_CONFIG, "--model", f"hf:{tmp_path}/x",
+                     "--out", str(tmp_path / "never"), *TINY])
+    assert res.returncode == 2
+    assert res.stderr.strip() == (f"error: unknown scheme 'hf' in --model=hf:{tmp_path}/x; "
+                                  "known: openclip:PATH, official:PATH")
+    assert not (tmp_path / "never").exists()
+    res = _eval_net(["--config-file", COSMOS_CONFIG, "--model", f"openclip:{tmp_path}/w.bin",
+                     *TINY])
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
+    assert f"{tmp_path}/w.bin" in res.stderr

@@ -101,7 +101,7 @@ def test_sweep_runs_as_a_job_array_and_collects(tmp_path, synthetic_shards) -> N
              if not o.startswith("train.output_dir")]
     res = _run_tool("sweep.py", [
         "--config-file", DEMO_CONFIG, "--grid", "optimizer.lr=[1e-3,1e-5]", "--launcher", "slurm",
-        "--wait", "--sweep-dir", str(sweep_dir), "--tasks-per-node", "1", "--cpus-per-task", "1",
+        "--wait", "--out", str(sweep_dir), "--tasks-per-node", "1", "--cpus-per-task", "1",
         "--partition", os.environ.get("SLURM_LOCAL_PARTITION", "debug"), "--time-min", "10",
         "--job-name", "cosmos-test-sweep", *fixed], cwd=str(tmp_path))
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]

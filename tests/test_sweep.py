@@ -47,7 +47,7 @@ def test_local_sweep_runs_the_grid_and_collects_a_table(tmp_path, synthetic_shar
              if not o.startswith("train.output_dir")]
     res = subprocess.run([sys.executable, os.path.join(REPO, "tools", "sweep.py"), "--config-file",
                           DEMO_CONFIG, "--grid", "optimizer.lr=[1e-3,1e-5]", "--launcher", "local",
-                          "--sweep-dir", str(sweep_dir), *fixed],
+                          "--out", str(sweep_dir), *fixed],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "2/2 runs done" in res.stdout

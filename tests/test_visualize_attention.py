@@ -43,7 +43,7 @@ def _env():
 
 
 def _start_tool(args, out_dir: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, TOOL, *args, "--output-dir", out_dir], cwd=REPO,
+    return subprocess.Popen([sys.executable, TOOL, *args, "--out", out_dir], cwd=REPO,
                             env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -205,7 +205,7 @@ def test_clip_run_falls_back_to_last_layer_attention(runs, tmp_path, capsys) -> 
     out = tmp_path / "clip"
     code, stdout, stderr = _run_in_process(
         ["--checkpoint", _ckpt(runs["clip"]), "--image", runs["image"], "--caption", CAPTION,
-         "--output-dir", str(out)], capsys)
+         "--out", str(out)], capsys)
     assert code == 0, stderr
     assert "last-layer attention" in stdout
     result = json.load(open(out / "attention.json"))
@@ -242,14 +242,14 @@ def test_bad_inputs_are_one_line_errors(runs, tmp_path, capsys) -> None:
     ]
     for extra, message in cases:
         argv = ["--checkpoint", ckpt, "--image", image, "--caption", CAPTION,
-                "--output-dir", str(tmp_path / "x"), *extra]
+                "--out", str(tmp_path / "x"), *extra]
         code, _, stderr = _run_in_process(argv, capsys)
         lines = stderr.strip().splitlines()
         assert code == 2 and len(lines) == 1 and lines[0].startswith("error:"), stderr
         assert message in lines[0]
     code, _, stderr = _run_in_process(["--checkpoint", _ckpt(runs["clip"]), "--image", image,
                                        "--caption", CAPTION, "--encoder", "teacher",
-                                       "--output-dir", str(tmp_path / "y")], capsys)
+                                       "--out", str(tmp_path / "y")], capsys)
     assert code == 2 and "unknown encoder 'teacher'" in stderr
 
 

@@ -3,7 +3,7 @@
 
     python tools/benchmark.py towers [--arch ViT-B-16] [--batch 128] [--image-size 224]
         [--dtype bf16] [--backends sdpa,math,xformers] [--steps 20 --warmup 5] [--compile]
-        [--device auto|cuda|cpu] [--json PATH]
+        [--device auto|cuda|cpu] [--out FILE.json]
 
 ``towers`` times forward+backward of the image tower (VisionTransformer) and the text tower
 (TextTransformer) separately, once per attention backend (``COSMOS_ATTN_BACKEND``), on random
@@ -15,7 +15,7 @@ cannot run on the device/dtype are listed as skipped with the reason. Exit statu
     python tools/benchmark.py step --config-file CFG [--batch 128] [--steps 20 --warmup 5]
         [--phase-steps 3] [--dtype bf16|fp16|fp32] [--data random|loader]
         [--text-lengths template|full] [--compile] [--flops [--flops-batch 8] [--peak-tflops 989]]
-        [--openclip ARCH [--openclip-compile]] [--device auto|cuda|cpu] [--json PATH]
+        [--openclip ARCH [--openclip-compile]] [--device auto|cuda|cpu] [--out FILE.json]
         [key=value ...]
 
 ``step`` times the config's complete training step (forward, loss, backward, optimizer step, EMA
@@ -49,6 +49,7 @@ from cosmos.engine import benchmark as B  # noqa: E402
 from cosmos.engine.defaults import load_config, run_cli, select_device  # noqa: E402
 from cosmos.layers.attention import BACKENDS, ENV_VAR, unavailable_reason  # noqa: E402
 from cosmos.models import TextTransformer, VisionTransformer  # noqa: E402
+from cosmos.utils.cli import ArgumentParser, add_out_argument  # noqa: E402
 from cosmos.utils.errors import CosmosError  # noqa: E402
 
 logger = logging.getLogger("cosmos.benchmark")
@@ -344,7 +345,7 @@ def step_main(args: argparse.Namespace) -> int:
         torch.set_float32_matmul_precision(precision)
     header = step_header(args, settings)
     print(step_markdown(report, header, ratios))
-    if args.json:
+    if args.out:
         payload = dict(command="step", config=args.config_file, overrides=list(args.opts),
                        batch=settings.batch, world_size=1, dtype=settings.amp,
                        device=str(device), steps=settings.steps, warmup=settings.warmup,
@@ -353,7 +354,7 @@ def step_main(args: argparse.Namespace) -> int:
                        peak_tflops=settings.peak_tflops, torch=torch.__version__,
                        attention_backend=os.environ.get(ENV_VAR, "auto"), header=header,
                        ratios=ratios, **report.as_dict())
-        with open(args.json, "w") as f:
+        with open(args.out, "w") as f:
             json.dump(payload, f, indent=2)
     return 1 if any(r.status == "error" for r in report.results) else 0
 
@@ -366,7 +367,8 @@ def type_name(cfg) -> str:
 
 # ----------------------------------------------------------------------------- CLI
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0],
+                            epilog=__doc__.split("\n\n", 1)[1])
     sub = parser.add_subparsers(dest="command", required=True)
     towers = sub.add_parser("towers", help="forward+backward of each tower, per attention backend")
     towers.add_argument("--arch", default="ViT-B-16", choices=sorted(ARCHS))
@@ -380,8 +382,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     towers.add_argument("--compile", action="store_true", help="torch.compile each tower")
     towers.add_argument("--device", default="auto",
                         help="auto (cuda if available), cuda, cuda:N or cpu")
-    towers.add_argument("--json", default=None, metavar="PATH",
-                        help="also write the results as JSON")
+    add_out_argument(towers, "also write the results as JSON to this file", default=None,
+                     metavar="FILE.json", old=("--json",))
     add_step_parser(sub)
     args = parser.parse_args(argv)
     if args.steps < 1 or args.warmup < 0 or args.batch < 1:
@@ -432,7 +434,8 @@ def add_step_parser(sub) -> None:
                       help="also time OpenCLIP's step under torch.compile")
     step.add_argument("--device", default="auto",
                       help="auto (cuda if available), cuda, cuda:N or cpu")
-    step.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
+    add_out_argument(step, "also write the results as JSON to this file", default=None,
+                     metavar="FILE.json", old=("--json",))
     step.add_argument("opts", nargs=argparse.REMAINDER,
                       help="config overrides key=value (+key=value adds a new key), last")
 
@@ -468,11 +471,11 @@ def towers_main(args: argparse.Namespace) -> int:
             os.environ[ENV_VAR] = previous
     header = describe(args, setup)
     print(markdown(results, header))
-    if args.json:
+    if args.out:
         payload = dict(command="towers", arch=args.arch, batch=setup.batch, dtype=str(setup.dtype),
                        device=str(setup.device), compile=setup.compile, torch=torch.__version__,
                        header=header, results=[asdict(r) for r in results])
-        with open(args.json, "w") as f:
+        with open(args.out, "w") as f:
             json.dump(payload, f, indent=2)
     return 1 if any(r.status == "error" for r in results) else 0
 

@@ -2,7 +2,7 @@
 """Loader throughput: pairs/s, and pairs/s per worker, of the shard stream with COSMOS views.
 
     python tools/benchmark_loader.py [--shards URLS] [--workers 0,1,2] [--batch 32]
-        [--batches 20] [--warmup 2] [--image-size 256] [--json PATH] [override ...]
+        [--batches 20] [--warmup 2] [--image-size 256] [--out FILE.json] [override ...]
 
 Reads ``configs/common/data/webdataset.py`` (the paper pipeline: decode, 2 global 224 px + 6 local
 96 px crops with the DINO jitter/blur/solarize recipe, 8 text crops, tokenization to (8, 77),
@@ -28,6 +28,7 @@ import torch  # noqa: E402
 from cosmos.config import LazyConfig, instantiate  # noqa: E402
 from cosmos.data.shard_writer import synthetic_samples, write_shards  # noqa: E402
 from cosmos.data.synthetic import SyntheticScenes  # noqa: E402
+from cosmos.utils.cli import ArgumentParser, add_out_argument, comma_list  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_CONFIG = os.path.join(REPO, "configs", "common", "data", "webdataset.py")
@@ -62,17 +63,22 @@ def measure(urls: str, workers: int, args: argparse.Namespace) -> Dict[str, floa
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--shards", default=None, help="shard URLs (default: temporary synthetic shards)")
-    p.add_argument("--workers", default="0,1,2", help="comma-separated worker counts")
+    p.add_argument("--workers", type=comma_list, default="0,1,2", metavar="N,N,...",
+                   help="worker counts, comma-separated")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--batches", type=int, default=20, help="timed batches per setting")
     p.add_argument("--warmup", type=int, default=2, help="untimed batches per worker")
     p.add_argument("--image-size", type=int, default=256, help="size of the synthetic images")
-    p.add_argument("--json", default=None, metavar="PATH")
+    add_out_argument(p, "also write the results as JSON to this file", default=None,
+                     metavar="FILE.json", old=("--json",))
     p.add_argument("overrides", nargs="*", help="dataloader.train.* overrides")
     args = p.parse_args(argv)
-    args.worker_list = [int(w) for w in args.workers.split(",") if w.strip()]
+    try:
+        args.worker_list = [int(w) for w in args.workers]
+    except ValueError:
+        p.error(f"--workers takes comma-separated integers, got {','.join(args.workers)}")
     return args
 
 
@@ -90,8 +96,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         label = "0 (in process)" if r["workers"] == 0 else str(r["workers"])
         print(f"| {label} | {r['pairs_per_s']:.1f} | {r['pairs_per_s_per_worker']:.1f} | "
               f"{r['ms_per_batch']:.0f} |")
-    if args.json:
-        with open(args.json, "w") as f:
+    if args.out:
+        with open(args.out, "w") as f:
             json.dump({"source": source, "batch": args.batch, "results": rows}, f, indent=2)
     return 0
 

@@ -23,6 +23,8 @@ from typing import Dict, List, Sequence, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+
+from cosmos.utils.cli import ArgumentParser, add_out_argument  # noqa: E402
 RUNS = (("cosmos", "configs/cosmos/cosmos_tiny_synthetic.py"),
         ("clip", "configs/clip/clip_tiny_synthetic.py"))
 # (row label, results.json key) for the comparison table, per encoder.
@@ -35,8 +37,8 @@ DEFAULT_SHARDS = "datasets/synthetic_scenes/train-{000000..000009}.tar"
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", default="runs/demo", help="directory of the two runs and the comparison")
+    p = ArgumentParser(description=__doc__.split("\n")[0])
+    add_out_argument(p, "directory of the two runs and the comparison", default="runs/demo")
     p.add_argument("--steps", type=int, default=200, help="training steps of each run")
     p.add_argument("--batch-size", type=int, default=32, help="pairs per step of each run")
     p.add_argument("overrides", nargs="*", help="config overrides applied to both runs")

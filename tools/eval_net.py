@@ -1,19 +1,30 @@
 #!/usr/bin/env python
-"""Zero-shot evaluation of a checkpoint with the evaluators of a config.
+"""Zero-shot evaluation of a checkpoint, or of an OpenCLIP / official COSMOS model as a baseline,
+with the evaluators of a config.
 
     python tools/eval_net.py --config-file CFG --checkpoint PATH [--encoders student,teacher]
-        [--evaluators name,name] [--output-dir DIR] [key=value ...]
+        [--evaluators name,name] [--out DIR] [--eval-config FILE] [key=value ...]
+    python tools/eval_net.py --config-file CFG --model openclip:PATH [--arch ViT-B-16] ...
+    python tools/eval_net.py --config-file CFG --model official:PATH [--arch ViT-B-16] ...
 
-The config builds the model (its ``model`` node) and names the evaluators (``evaluation.<name>``;
-add one with ``+evaluation.coco={_target_: evaluators.retrieval, ...}``). ``PATH`` is a training
-checkpoint (``checkpoints/model_NNNNNNN.pth``) or a model state dict (``student.pth`` of a CLIP
-run). Every encoder of the meta-architecture is evaluated (for COSMOS: ``student`` and
-``teacher``) unless ``--encoders`` picks some. ``--eval-config FILE`` takes the evaluators from
-another config (the paper benchmarks: ``configs/common/evaluation/benchmarks.py``). Results go to ``DIR/results.json`` and
+The config names the evaluators (``evaluation.<name>``; add one with
+``+evaluation.coco={_target_: evaluators.retrieval, ...}``) and, with ``--checkpoint``, builds
+the model (its ``model`` node). ``--checkpoint PATH`` is a training checkpoint
+(``checkpoints/model_NNNNNNN.pth``) or a model state dict (``student.pth`` of a CLIP run); every
+encoder of the meta-architecture is evaluated (for COSMOS: ``student`` and ``teacher``) unless
+``--encoders`` picks some. ``--model`` evaluates a model trained elsewhere through the same
+evaluators and tables: ``openclip:PATH`` is an OpenCLIP local-dir model (its config gives the
+architecture) or state-dict file (``--arch`` gives it), evaluated as encoder ``openclip``;
+``official:PATH`` is an official COSMOS training checkpoint (``--arch``, default ViT-B-16),
+evaluated as ``student`` and ``teacher``. ``--eval-config FILE`` takes the evaluators from
+another config (the paper benchmarks: ``configs/common/evaluation/benchmarks.py``); with
+``--model`` it may replace ``--config-file``. Results go to ``DIR/results.json`` and
 ``DIR/results.md`` (default: ``<run dir>/eval_<checkpoint name>``) and are printed.
 ``--overlays N`` also writes segmentation overlays (image, prediction, ground truth) of the first
 N images of every segmentation evaluator to ``DIR/overlays/<encoder>/<evaluator>/seg_NNN.png``.
+Lists are comma-separated.
 """
+import argparse
 import logging
 import os
 import sys
@@ -25,6 +36,7 @@ from cosmos.config import LazyConfig, instantiate  # noqa: E402
 from cosmos.engine.defaults import (  # noqa: E402
     build_evaluators, evaluate, load_config_overrides, load_model_weights, run_cli,
     select_device, write_results)
+from cosmos.utils.cli import ArgumentParser, add_out_argument, comma_list  # noqa: E402
 from cosmos.utils.errors import ConfigError  # noqa: E402
 from cosmos.utils.logger import setup_logger  # noqa: E402
 
@@ -32,25 +44,38 @@ logger = logging.getLogger("cosmos")
 
 
 def parse_args(argv=None):
-    import argparse
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config-file", required=True, metavar="FILE")
-    p.add_argument("--checkpoint", required=True, metavar="PATH")
-    p.add_argument("--encoders", default="", help="comma-separated (default: all)")
-    p.add_argument("--evaluators", default="", help="comma-separated names of evaluation.* (default: all)")
-    p.add_argument("--output-dir", default="", metavar="DIR")
+    p = ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--config-file", default="", metavar="FILE",
+                   help="the model (with --checkpoint) and the evaluators")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--checkpoint", metavar="PATH", help="weights of the config's model")
+    which.add_argument("--model", metavar="SCHEME:PATH",
+                       help="a model trained elsewhere: openclip:PATH or official:PATH")
+    p.add_argument("--arch", default=None, metavar="NAME",
+                   help="preset of --model (e.g. ViT-B-16); default: an OpenCLIP local-dir's "
+                        "config, ViT-B-16 for official:")
+    p.add_argument("--encoders", type=comma_list, default=[], metavar="A,B",
+                   help="encoders to evaluate (default: all)")
+    p.add_argument("--evaluators", type=comma_list, default=[], metavar="A,B",
+                   help="names of evaluation.* (default: all)")
+    add_out_argument(p, "results directory (default: <run dir>/eval_<checkpoint name>)",
+                     old=("--output-dir",))
     p.add_argument("--eval-config", default="", metavar="FILE",
                    help="take `evaluation` from this config instead (e.g. "
                         "configs/common/evaluation/benchmarks.py); overrides apply after")
     p.add_argument("--overlays", type=int, default=0, metavar="N",
                    help="segmentation overlays of the first N images per segmentation evaluator")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides key=value")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not args.config_file and not (args.model and args.eval_config):
+        p.error("--config-file is required (with --model, --eval-config may replace it)")
+    if args.arch and not args.model:
+        p.error("--arch applies to --model only (--checkpoint takes the config's model)")
+    return args
 
 
 def default_output_dir(checkpoint: str) -> str:
-    folder, name = os.path.split(os.path.abspath(checkpoint))
+    folder, name = os.path.split(os.path.abspath(checkpoint.rstrip("/")))
     run_dir = os.path.dirname(folder) if os.path.basename(folder) == "checkpoints" else folder
     return os.path.join(run_dir, f"eval_{os.path.splitext(name)[0]}")
 
@@ -70,28 +95,40 @@ def write_overlays(model, evaluators, encoders, count: int, out_dir: str) -> Non
                 logger.info("wrote %d overlays to %s", len(paths), os.path.dirname(paths[0]))
 
 
-def main(args):
-    setup_logger()
-    cfg = LazyConfig.load(args.config_file)
+def load_evaluation_config(args):
+    cfg = LazyConfig.load(args.config_file or args.eval_config)
     if args.eval_config:
         cfg.evaluation = LazyConfig.load(args.eval_config).evaluation
-    cfg = load_config_overrides(cfg, args.opts)
+    return load_config_overrides(cfg, args.opts)
+
+
+def main(args):
+    setup_logger()
+    cfg = load_evaluation_config(args)
     evaluators = build_evaluators(cfg)
     if args.evaluators:
-        wanted = [e for e in args.evaluators.split(",") if e]
-        unknown = [e for e in wanted if e not in evaluators]
+        unknown = [e for e in args.evaluators if e not in evaluators]
         if unknown:
-            raise ConfigError(f"unknown evaluator(s) {unknown}; the config has {sorted(evaluators)}")
-        evaluators = {name: evaluators[name] for name in wanted}
+            raise ConfigError(f"unknown evaluator(s) {unknown}; the config has "
+                              f"{sorted(evaluators)}")
+        evaluators = {name: evaluators[name] for name in args.evaluators}
     if not evaluators:
         raise ConfigError("the config has no evaluators; add one with +evaluation.NAME={...}")
-    model = instantiate(cfg.model).to(select_device(cfg.train.get("device", "auto")))
-    state = load_checkpoint(args.checkpoint)
-    load_model_weights(model, args.checkpoint, state)
-    step = int(state.get("iter", 0)) if isinstance(state, dict) else 0
-    encoders = [e for e in args.encoders.split(",") if e] or None
+    device = select_device((cfg.get("train") or {}).get("device", "auto"))
+    if args.model:
+        from cosmos.engine.pretrained import build_baseline, split_scheme, MODEL_SCHEMES
+
+        source = split_scheme(args.model, MODEL_SCHEMES, "--model")[1]
+        model, step = build_baseline(args.model, args.arch).to(device), 0
+    else:
+        source = args.checkpoint
+        model = instantiate(cfg.model).to(device)
+        state = load_checkpoint(args.checkpoint)
+        load_model_weights(model, args.checkpoint, state)
+        step = int(state.get("iter", 0)) if isinstance(state, dict) else 0
+    encoders = args.encoders or None
     results = evaluate(model, evaluators, encoders)
-    out = args.output_dir or default_output_dir(args.checkpoint)
+    out = args.out or default_output_dir(source)
     write_results(results, out, step)
     if args.overlays > 0:
         write_overlays(model, evaluators, encoders, args.overlays, os.path.join(out, "overlays"))

@@ -379,6 +379,10 @@ case ${1:-} in
 start) cmd_start ;;
 stop) cmd_stop ;;
 status) cmd_status ;;
+-h|--help)
+    echo "usage: $0 start|stop|status"
+    sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
+    ;;
 *)
     echo "usage: $0 start|stop|status" >&2
     exit 2

@@ -15,15 +15,13 @@ from typing import Dict, List, Optional, Sequence
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from cosmos.engine.defaults import run_cli  # noqa: E402
+from cosmos.utils.cli import ArgumentParser  # noqa: E402
 from cosmos.utils.errors import CosmosError  # noqa: E402
 from cosmos.visualization.curves import compare_runs, plot_curves, resolve_run  # noqa: E402
 
 
 def parse_args(argv: Optional[Sequence[str]] = None):
-    import argparse
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("runs", nargs="+", metavar="RUN_DIR",
                    help="run directory (or its metrics.jsonl)")
     p.add_argument("--out", default="", metavar="DIR", help="where the plots go (see below)")

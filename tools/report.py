@@ -2,6 +2,7 @@
 """Write a run report (markdown) for one or more run directories.
 
     python tools/report.py runs/cosmos_cc3m [runs/clip_cc3m ...] [--out DIR] [--scenes 3]
+        [--labels A,B,...]
 
 The report (``<out>/report.md``, default: the first run directory) shows the final metric table
 of every run, the training curves (each run's ``plots/``), cross-attention maps of held-out
@@ -14,14 +15,17 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from cosmos.engine.defaults import run_cli  # noqa: E402
+from cosmos.utils.cli import ArgumentParser, add_out_argument, comma_list  # noqa: E402
 from cosmos.utils.errors import CosmosError  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0],
+                            epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
-    parser.add_argument("--labels", nargs="+", default=None, help="default: the directory names")
-    parser.add_argument("--out", default="", help="default: the first run directory")
+    parser.add_argument("--labels", type=comma_list, default=None, metavar="A,B,...",
+                        help="one per run, comma-separated (default: the directory names)")
+    add_out_argument(parser, "where report.md goes (default: the first run directory)")
     parser.add_argument("--scenes", type=int, default=3, help="held-out scenes with attention maps")
     parser.add_argument("--segmentation-images", type=int, default=3)
     parser.add_argument("--title", default="Run report")

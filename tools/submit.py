@@ -19,15 +19,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from cosmos.engine.defaults import load_config, prepare_output_dir, run_cli  # noqa: E402
 from cosmos.launch.slurm import (  # noqa: E402
     add_slurm_arguments, describe, options_from_args, submit_training, train_args, wait_for)
+from cosmos.utils.cli import ArgumentParser, add_resume_arguments  # noqa: E402
 from cosmos.utils.errors import CosmosError  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0],
+                            epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--config-file", required=True, metavar="FILE")
-    parser.add_argument("--no-resume", action="store_true",
-                        help="refuse to start if the run directory already has checkpoints")
+    add_resume_arguments(parser)
     parser.add_argument("--wait", action="store_true", help="block until the job has ended")
     add_slurm_arguments(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides key=value")
@@ -38,7 +38,9 @@ def main(args: argparse.Namespace) -> int:
     cfg = load_config(args.config_file, args.opts)  # a bad override fails here, not in the queue
     output_dir = os.path.abspath(prepare_output_dir(cfg.train.output_dir))
     opts = [o for o in args.opts if not o.startswith("train.output_dir=")]
-    run = train_args(args.config_file, [*opts, f"train.output_dir={output_dir}"], args.no_resume)
+    resume = os.path.abspath(args.resume) if args.resume not in (None, "latest") else args.resume
+    run = train_args(args.config_file, [*opts, f"train.output_dir={output_dir}"], args.no_resume,
+                     resume)
     options = options_from_args(args)
     job = submit_training(run, output_dir, options)
     print(f"submitted {describe(job, options)}")

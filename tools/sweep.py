@@ -7,8 +7,9 @@
 
 With SLURM (sbatch on PATH) the grid is one job array, each element a requeueable training
 like tools/submit.py's; without it (or with --launcher local) the runs go one after another on
-this machine. Each run writes to <sweep-dir>/<name>; the sweep writes sweep.md, sweep.csv and
-sweep.png there (with --wait, or later with --collect <sweep-dir>).
+this machine. Each run writes to <out>/<name>; the sweep writes sweep.md, sweep.csv and
+sweep.png there (with --wait, or later with --collect <out>). Lists are comma-separated
+(``--metrics '*R@1,loss'``).
 """
 import argparse
 import os
@@ -24,23 +25,26 @@ from cosmos.engine.defaults import load_config, prepare_output_dir, run_cli  # n
 from cosmos.launch import sweep as S  # noqa: E402
 from cosmos.launch.slurm import (  # noqa: E402
     add_slurm_arguments, options_from_args, submit_array, train_args, wait_for)
+from cosmos.utils.cli import ArgumentParser, add_out_argument, comma_list  # noqa: E402
 from cosmos.utils.errors import CosmosError  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0],
+                            epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--config-file", metavar="FILE", help="the base config")
     parser.add_argument("--grid", action="append", default=[], metavar="KEY=[v1,v2]",
                         help="one axis of the grid (repeat for more axes)")
-    parser.add_argument("--sweep-dir", default="", help="default: runs/sweeps/<config name>")
+    add_out_argument(parser, "the sweep directory (default: runs/sweeps/<config name>)",
+                     old=("--sweep-dir",))
     parser.add_argument("--launcher", choices=("auto", "slurm", "local"), default="auto",
                         help="auto: a SLURM job array when sbatch exists, else local runs")
     parser.add_argument("--wait", action="store_true", help="SLURM: wait for the array, then collect")
     parser.add_argument("--collect", metavar="SWEEP_DIR", default="",
                         help="only gather the results of an earlier sweep")
-    parser.add_argument("--metrics", nargs="+", default=list(S.DEFAULT_METRICS),
-                        help="patterns of the metrics in the table (fnmatch)")
+    parser.add_argument("--metrics", type=comma_list, default=list(S.DEFAULT_METRICS),
+                        metavar="P,P,...",
+                        help="patterns of the metrics in the table (fnmatch), comma-separated")
     add_slurm_arguments(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="overrides shared by every run")
     return parser.parse_args(argv)
@@ -79,7 +83,8 @@ def main(args: argparse.Namespace) -> int:
     for point in points:  # every point must be a valid config before anything starts
         load_config(args.config_file, [*fixed, *(f"{k}={v}" for k, v in point.items())])
     name = os.path.splitext(os.path.basename(args.config_file))[0]
-    sweep_dir = os.path.abspath(prepare_output_dir(args.sweep_dir or os.path.join("runs", "sweeps", name)))
+    sweep_dir = os.path.abspath(prepare_output_dir(args.out or
+                                                   os.path.join("runs", "sweeps", name)))
     runs = S.plan(points, sweep_dir)
     config_file = os.path.abspath(args.config_file)
     launcher = args.launcher

@@ -6,7 +6,9 @@
     python tools/train_net.py --num-procs 2 --config-file ...     # 2 CPU processes (gloo)
     torchrun --nproc-per-node 8 tools/train_net.py --config-file ...
 
-Running the same command again in the same ``train.output_dir`` resumes from its last checkpoint.
+Running the same command again in the same ``train.output_dir`` resumes from its last checkpoint;
+``--resume`` requires that checkpoint, ``--resume PATH`` starts from another run's checkpoint,
+``--no-resume`` refuses a run directory with checkpoints (docs/cli.md).
 SIGTERM, SIGINT, SIGUSR1 and SIGUSR2 make every rank finish its step, save a checkpoint and exit
 (code 128 + signal); send the signal twice to stop at once. SLURM: see tools/submit.py.
 """
@@ -32,7 +34,7 @@ def main(args):
 
 
 def parse_args(argv=None):
-    parser = default_argument_parser()
+    parser = default_argument_parser(__doc__)
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--num-gpus", type=int, default=0, metavar="N",
                        help="start N processes, one per GPU (DDP)")

@@ -2,7 +2,7 @@
 """Show which image patches and caption words the COSMOS cross-attention looks at.
 
     python tools/visualize_attention.py --checkpoint CKPT --image IMG --caption "TEXT"
-        [--config-file CFG] [--output-dir DIR] [--encoder student|teacher] [--heads mean|all]
+        [--config-file CFG] [--out DIR] [--encoder student|teacher] [--heads mean|all]
         [--prefix attention] [--arch ViT-B-16] [--device auto] [key=value ...]
 
 ``CKPT``: a training checkpoint (``<run>/checkpoints/model_NNNNNNN.pth``), an exported
@@ -22,6 +22,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from cosmos.engine.defaults import run_cli, select_device  # noqa: E402
+from cosmos.utils.cli import ArgumentParser, add_out_argument  # noqa: E402
 from cosmos.visualization.attention import (  # noqa: E402
     HEAD_MODES, default_tokenizer, default_transform, load_for_visualization, open_image,
     render_attention)
@@ -29,14 +30,14 @@ from cosmos.visualization.attention import (  # noqa: E402
 
 def parse_args(argv=None):
     import argparse
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--checkpoint", required=True, metavar="PATH")
     p.add_argument("--image", required=True, metavar="FILE")
     p.add_argument("--caption", required=True, metavar="TEXT")
     p.add_argument("--config-file", default="", metavar="FILE",
                    help="default: config.yaml of the checkpoint's run directory")
-    p.add_argument("--output-dir", default="", metavar="DIR")
+    add_out_argument(p, "where the figures go (default: <run dir>/attention_<checkpoint name>)",
+                     old=("--output-dir",))
     p.add_argument("--encoder", default=None, choices=["student", "teacher"],
                    help="default: student (teacher for an exported teacher.pth)")
     p.add_argument("--heads", default="mean", choices=HEAD_MODES,
@@ -62,7 +63,7 @@ def main(args):
     stem = os.path.splitext(os.path.basename(args.checkpoint))[0]
     encoder = args.encoder or ("teacher" if stem == "teacher" else "student")
     result = render_attention(model, image, args.caption,
-                              args.output_dir or default_output_dir(args.checkpoint),
+                              args.out or default_output_dir(args.checkpoint),
                               tokenizer=default_tokenizer(cfg, model),
                               transform=default_transform(cfg, model), encoder=encoder,
                               prefix=args.prefix, heads=args.heads)

@@ -13,6 +13,8 @@ train = dict(
     log_period=20,
     init_checkpoint="",
     hooks=[],                             # extra LazyCall hooks
+    report_to=["tensorboard"],            # + "wandb" (pip install 'cosmos-ssl[wandb]'); [] = none
+    wandb=dict(project="cosmos", entity=None, name=None, group=None, tags=[], mode=None),
     distributed=dict(                     # used when the job has several processes
         strategy="ddp",                   # ddp | fsdp (shards the towers: larger than ViT-B)
         find_unused_parameters=False,     # DDP: True when some parameters get no gradient

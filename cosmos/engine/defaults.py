@@ -24,27 +24,41 @@ from cosmos.config.lazy import import_plugins
 from cosmos.engine import hooks as H
 from cosmos.engine.trainer import Trainer
 from cosmos.utils.atomic import atomic_write, atomic_write_text
+from cosmos.utils.cli import ArgumentParser, add_resume_arguments
 from cosmos.utils.distributed import get_rank, get_world_size, is_dist, is_main_process
 from cosmos.utils.errors import CheckpointError, CosmosError
-from cosmos.utils.events import JSONWriter, ProgressPrinter, TensorboardWriter
+from cosmos.utils.events import JSONWriter, ProgressPrinter, report_writers
 from cosmos.utils.logger import setup_logger
 
 logger = logging.getLogger("cosmos")
 
 
 def default_argument_parser(description: str = "cosmos training") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=description,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", required=True, metavar="FILE", help="LazyConfig .py or .yaml")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from the run directory's last checkpoint (the default)")
-    parser.add_argument("--no-resume", action="store_true",
-                        help="start from scratch; refused if the run directory has checkpoints")
+    """``--config-file``, ``--resume [latest|PATH]`` / ``--no-resume``, ``--eval-only``,
+    ``--checkpoint`` and the trailing ``key=value`` overrides (see :func:`resume_request`)."""
+    parser = ArgumentParser(description=description)
+    parser.add_argument("--config-file", required=True, metavar="FILE",
+                        help="LazyConfig .py or .yaml")
+    add_resume_arguments(parser)
     parser.add_argument("--eval-only", action="store_true", help="evaluate and exit")
     parser.add_argument("--checkpoint", default="", help="weights for --eval-only")
     parser.add_argument("opts", nargs=argparse.REMAINDER,
                         help="config overrides key=value (+key=value adds a new key)")
     return parser
+
+
+def resume_request(args: argparse.Namespace) -> str:
+    """What the command line asks for: ``auto`` (continue when the run directory has a
+    checkpoint), ``latest`` (require one), ``never`` (``--no-resume``) or a checkpoint path."""
+    resume = getattr(args, "resume", None)
+    no_resume = bool(getattr(args, "no_resume", False))
+    if no_resume and resume not in (None, False):
+        raise CosmosError("--resume and --no-resume contradict each other; give one of them")
+    if no_resume:
+        return "never"
+    if resume in (None, False, "", "auto"):
+        return "auto"
+    return "latest" if resume in (True, "latest") else str(resume)
 
 
 def load_config(config_file: str, overrides) -> Any:
@@ -241,8 +255,9 @@ def make_evaluate(cfg: Any, model: nn.Module, evaluators: Dict[str, Callable],
     return run
 
 
-def build_trainer(cfg: Any, output_dir: str, resume: bool = True) -> Trainer:
-    """Model, optimizer, loader, hooks, and the state of the last checkpoint if there is one."""
+def build_trainer(cfg: Any, output_dir: str, resume: Any = "auto") -> Trainer:
+    """Model, optimizer, loader, hooks, and the state to start from (``resume``: see
+    :func:`_restore`)."""
     device = select_device(cfg.train.get("device", "auto"))
     model = instantiate(cfg.model).to(device)
     forward_model = wrap_for_training(model, cfg, device)
@@ -258,7 +273,7 @@ def build_trainer(cfg: Any, output_dir: str, resume: bool = True) -> Trainer:
     writers = [ProgressPrinter(cfg.train.max_iter)]
     if is_main_process():
         writers += [JSONWriter(os.path.join(output_dir, "metrics.jsonl")),
-                    TensorboardWriter(os.path.join(output_dir, "tensorboard"))]
+                    *report_writers(cfg.train, output_dir, _run_config(output_dir))]
     extra_hooks = [instantiate(h) for h in (cfg.train.get("hooks") or [])]
     trainer.register_hooks([
         *build_step_hooks(cfg, extra_hooks),
@@ -269,6 +284,17 @@ def build_trainer(cfg: Any, output_dir: str, resume: bool = True) -> Trainer:
     ])
     _restore(trainer, checkpointer, cfg, resume)
     return trainer
+
+
+def _run_config(output_dir: str) -> Dict[str, Any]:
+    """The saved ``config.yaml`` of the run as plain data (for experiment trackers)."""
+    import yaml
+
+    path = os.path.join(output_dir, "config.yaml")
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return yaml.safe_load(f) or {}
 
 
 def build_step_hooks(cfg: Any, extra_hooks: Sequence[Optional[H.HookBase]] = ()
@@ -295,23 +321,36 @@ def build_ema_hook(cfg: Any) -> Optional[H.HookBase]:
                    before_optimizer_step=bool(cfg.ema.get("before_optimizer_step", False)))
 
 
-def _restore(trainer: Trainer, checkpointer: Checkpointer, cfg: Any, resume: bool) -> None:
+def _restore(trainer: Trainer, checkpointer: Checkpointer, cfg: Any, resume: Any) -> None:
+    """``resume``: ``auto`` | ``latest`` | ``never`` | a training checkpoint path (see
+    :func:`resume_request`; ``True`` / ``False`` mean ``auto`` / ``never``)."""
+    mode = ("auto" if resume else "never") if isinstance(resume, bool) else resume
     existing = checkpointer.all_checkpoints()
-    if not resume and existing:
+    if mode == "never" and existing:
         raise CosmosError(
             f"{checkpointer.save_dir} already holds {len(existing)} checkpoint(s); drop --no-resume "
             "to continue that run, or choose another train.output_dir")
-    state = checkpointer.load_latest() if resume else None
+    if mode == "latest" and not existing:
+        raise CosmosError(f"--resume: no checkpoint in {checkpointer.save_dir} to continue from; "
+                          "drop --resume to start a new run, or give --resume PATH")
+    source = checkpointer.save_dir
+    if mode == "never":
+        state = None
+    elif mode in ("auto", "latest") or existing:  # a run's own checkpoints win over PATH
+        state = checkpointer.load_latest()
+    else:
+        source, state = mode, load_checkpoint(mode)
     if state is not None:
         try:
             trainer.load_state_dict(state)
         except (RuntimeError, KeyError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0][:200]
-            raise CheckpointError(f"checkpoint in {checkpointer.save_dir} does not fit this config: "
+            raise CheckpointError(f"checkpoint in {source} does not fit this config: "
                                   f"{first}") from exc
-        logger.info("resumed at step %d", trainer.iter)
+        logger.info("resumed at step %d from %s", trainer.iter, source)
     elif cfg.train.get("init_checkpoint"):
-        load_model_weights(trainer.model, cfg.train.init_checkpoint)
+        from cosmos.engine.pretrained import load_init_checkpoint
+        load_init_checkpoint(trainer.model, cfg.train.init_checkpoint)
         logger.info("initialised weights from %s", cfg.train.init_checkpoint)
 
 

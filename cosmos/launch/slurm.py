@@ -67,7 +67,7 @@ class TrainJob:
         import submitit
 
         again = copy.copy(self.args)
-        again.no_resume = False
+        again.no_resume, again.resume = False, None  # continue from the run directory
         return submitit.helpers.DelayedSubmission(TrainJob(again))
 
 
@@ -156,10 +156,12 @@ def build_executor(folder: str, options: SlurmOptions):
     return executor
 
 
-def train_args(config_file: str, opts: Sequence[str], no_resume: bool = False) -> argparse.Namespace:
-    """The namespace a :class:`TrainJob` passes to the training entry."""
+def train_args(config_file: str, opts: Sequence[str], no_resume: bool = False,
+               resume: Optional[str] = None) -> argparse.Namespace:
+    """The namespace a :class:`TrainJob` passes to the training entry (``resume``: None,
+    ``latest`` or a checkpoint path, as ``tools/train_net.py --resume``)."""
     return argparse.Namespace(config_file=os.path.abspath(config_file), opts=list(opts),
-                              eval_only=False, checkpoint="", resume=True, no_resume=no_resume)
+                              eval_only=False, checkpoint="", resume=resume, no_resume=no_resume)
 
 
 def submit_training(args: argparse.Namespace, output_dir: str, options: SlurmOptions):

@@ -12,7 +12,7 @@ from cosmos.checkpoint import Checkpointer
 from cosmos.config import instantiate
 from cosmos.engine.defaults import (
     build_evaluators, build_trainer, default_setup, evaluate, export_encoders, load_config,
-    load_model_weights, select_device, write_results)
+    load_model_weights, resume_request, select_device, write_results)
 from cosmos.launch import preemption
 from cosmos.launch.env import destroy_distributed, detect_env, init_distributed
 from cosmos.launch.preemption import STOP_SIGNALS, TrainingInterrupted
@@ -26,7 +26,7 @@ def _final_results(trainer) -> Dict[str, float]:
     return next((h.last_results for h in trainer.hooks if hasattr(h, "last_results")), {})
 
 
-def do_train(cfg, output_dir: str, resume: bool) -> Dict[str, float]:
+def do_train(cfg, output_dir: str, resume: str) -> Dict[str, float]:
     trainer = build_trainer(cfg, output_dir, resume=resume)
     trainer.train()  # raises TrainingInterrupted after saving when a stop was requested
     export_encoders(trainer.model, output_dir)
@@ -54,6 +54,7 @@ def train_main(args: argparse.Namespace,
     ``stop_signals``: installed as stop requests (see :mod:`cosmos.launch.preemption`); a stopped
     run raises :class:`TrainingInterrupted` after its checkpoint is saved.
     """
+    resume = resume_request(args)  # contradictory flags fail before anything starts
     cfg = load_config(args.config_file, args.opts)
     dist_cfg = cfg.train.get("distributed") or {}
     env = init_distributed(detect_env(), backend=dist_cfg.get("backend", "auto"),
@@ -68,7 +69,7 @@ def train_main(args: argparse.Namespace,
         if args.eval_only:
             results = do_eval(cfg, output_dir, args.checkpoint)
         else:
-            results = do_train(cfg, output_dir, resume=not args.no_resume)
+            results = do_train(cfg, output_dir, resume=resume)
         if results:
             logger.info("final evaluation:\n%s", "\n".join(
                 f"  {k:40s} {v:6.2f}" for k, v in sorted(results.items())))

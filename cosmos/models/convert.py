@@ -101,7 +101,8 @@ def _listed(keys: List[str]) -> str:
 
 
 def _check_keys(model: DualEncoder, sd: StateDict, arch: str, source: str, builtin: bool) -> None:
-    """Raise CheckpointError naming missing, unexpected and mis-shaped keys (OpenCLIP names)."""
+    """Raise CheckpointError naming mis-shaped (first), missing and unexpected keys (OpenCLIP
+    names); ``arch`` names the model in the message."""
     def theirs(name: str) -> str:
         return name[len("text."):] if builtin and name.startswith("text.") else name
 
@@ -118,7 +119,7 @@ def _check_keys(model: DualEncoder, sd: StateDict, arch: str, source: str, built
     if unexpected:
         problems.append("unexpected keys: " + _listed(unexpected))
     if problems:
-        raise CheckpointError(f"{source} does not match arch {arch!r}: " + "; ".join(problems))
+        raise CheckpointError(f"{source} does not match {arch}: " + "; ".join(problems))
 
 
 def _empty_dual_encoder(arch: str, **overrides: Any) -> DualEncoder:
@@ -146,13 +147,23 @@ def from_openclip(state_dict_or_path: Union[str, os.PathLike, Mapping[str, torch
     else:
         source = "state dict"
         sd = _unwrap(state_dict_or_path, source)
-    ours, builtin = _openclip_to_ours(sd, source)
-    if "logit_bias" in ours:
+    if any(k == "logit_bias" or k == "module.logit_bias" for k in sd):
         overrides.setdefault("init_logit_bias", 0.0)
     model = _empty_dual_encoder(arch, **overrides)
-    _check_keys(model, ours, arch, source, builtin)
-    model.load_state_dict(ours, strict=True)
+    load_openclip_state(model, sd, source, f"arch {arch!r}")
     return model
+
+
+def load_openclip_state(model: DualEncoder, state_dict: Mapping[str, torch.Tensor], source: str,
+                        name: str = "the model") -> None:
+    """Load an OpenCLIP state dict (either layout) into an existing ``model`` strictly.
+
+    Missing, unexpected or mis-shaped keys raise one CheckpointError naming ``source``, ``name``
+    and the first offending keys (shape mismatches first); nothing is loaded then.
+    """
+    ours, builtin = _openclip_to_ours(_unwrap(state_dict, source), source)
+    _check_keys(model, ours, name, source, builtin)
+    model.load_state_dict(ours, strict=True)
 
 
 def to_openclip(model: DualEncoder) -> StateDict:

@@ -57,6 +57,15 @@ def _split(sd: Mapping[str, torch.Tensor], source: str) -> Tuple[StateDict, Stat
     return base, extra
 
 
+def official_student_state(sd: Mapping[str, torch.Tensor], source: str) -> StateDict:
+    """An official student (or teacher) state dict with our CosmosStudent key names."""
+    from cosmos.models.convert import _openclip_to_ours, _unwrap
+
+    base, extra = _split(sd, source)
+    ours, _ = _openclip_to_ours(_unwrap(base, source), source)
+    return {**{f"encoder.{k}": v for k, v in ours.items()}, **extra}
+
+
 def _load_student(sd: Mapping[str, torch.Tensor], arch: str, source: str) -> CosmosStudent:
     base, extra = _split(sd, source)
     student = build_cosmos_student(arch)

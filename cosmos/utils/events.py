@@ -1,5 +1,6 @@
 """Scalar metrics of a training run: a storage the trainer and hooks write into, and writers
-that send it to the console (progress line), ``metrics.jsonl`` and TensorBoard."""
+that send it to the console (progress line), ``metrics.jsonl``, TensorBoard and Weights & Biases
+(``train.report_to``)."""
 from __future__ import annotations
 
 import datetime
@@ -7,6 +8,7 @@ import json
 import logging
 import os
 import statistics
+import uuid
 from collections import defaultdict, deque
 from typing import Deque, Dict, Optional, Tuple
 
@@ -117,3 +119,83 @@ class ProgressPrinter:
 
     def close(self) -> None:
         pass
+
+
+class WandbWriter:
+    """Scalars (and, once, the run config) to Weights & Biases.
+
+    The W&B run id is kept in ``<output_dir>/wandb_run_id`` so that a resumed training continues
+    the same W&B run. ``options``: ``project``, ``entity``, ``name``, ``group``, ``tags``,
+    ``mode`` (``online`` / ``offline`` / ``disabled``; default: W&B's, e.g. ``WANDB_MODE``).
+    """
+
+    def __init__(self, output_dir: str, options: Optional[Dict] = None,
+                 config: Optional[Dict] = None) -> None:
+        wandb = import_wandb()
+        options = dict(options or {})
+        id_file = os.path.join(output_dir, "wandb_run_id")
+        if os.path.isfile(id_file):
+            with open(id_file) as f:
+                run_id = f.read().strip()
+        else:
+            run_id = uuid.uuid4().hex[:12]
+            with open(id_file, "w") as f:
+                f.write(run_id + "\n")
+        kwargs = {k: options[k] for k in ("project", "entity", "name", "group", "tags", "mode")
+                  if options.get(k) not in (None, "", [])}
+        kwargs.setdefault("project", "cosmos")
+        kwargs.setdefault("name", os.path.basename(os.path.abspath(output_dir)))
+        self._run = wandb.init(id=run_id, resume="allow", config=config or {},
+                               dir=os.environ.get("WANDB_DIR", output_dir), **kwargs)
+        self._written: Dict[str, int] = {}
+
+    def write(self, storage: EventStorage) -> None:
+        rows: Dict[int, Dict[str, float]] = {}
+        for name, (value, it) in storage.latest().items():
+            if self._written.get(name, -1) < it:
+                rows.setdefault(it, {})[name] = value
+                self._written[name] = it
+        for it in sorted(rows):
+            self._run.log(rows[it], step=it)
+
+    def close(self) -> None:
+        self._run.finish()
+
+
+REPORT_TO = ("tensorboard", "wandb")
+
+
+def import_wandb():
+    """The ``wandb`` module, or a one-line error naming the extra that installs it."""
+    try:
+        import wandb
+    except ImportError:
+        from cosmos.utils.errors import CosmosError
+        raise CosmosError("train.report_to asks for wandb but the wandb package is not "
+                          "installed: pip install 'cosmos-ssl[wandb]' (or pip install wandb)"
+                          ) from None
+    return wandb
+
+
+def report_to(value) -> list:
+    """``train.report_to`` as a checked list (a list, or a comma-separated string)."""
+    from cosmos.utils.errors import ConfigError
+
+    names = [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value or [])
+    names = [n for n in names if n and n != "none"]
+    unknown = [n for n in names if n not in REPORT_TO]
+    if unknown:
+        raise ConfigError(f"train.report_to has unknown {unknown}; known: {', '.join(REPORT_TO)} "
+                          "(metrics.jsonl is always written)")
+    return names
+
+
+def report_writers(train_cfg, output_dir: str, run_config: Optional[Dict] = None) -> list:
+    """The writers ``train.report_to`` asks for (default: TensorBoard), ``train.wandb`` options."""
+    names = report_to(train_cfg.get("report_to", ["tensorboard"]))
+    writers = []
+    if "tensorboard" in names:
+        writers.append(TensorboardWriter(os.path.join(output_dir, "tensorboard")))
+    if "wandb" in names:
+        writers.append(WandbWriter(output_dir, train_cfg.get("wandb"), run_config))
+    return writers
