@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from cosmos.config import instantiate
-from cosmos.engine.defaults import build_optimizer, build_step_hooks
+from cosmos.engine.defaults import build_batch_augment, build_optimizer, build_step_hooks
 from cosmos.engine.trainer import HookBase, Trainer, move_to_device
 from cosmos.utils.distributed import get_world_size
 from cosmos.utils.errors import CosmosError
@@ -157,6 +157,7 @@ def template_batch(cfg: Any, num_samples: int = 8, seed: int = 0) -> Dict[str, A
     scenes: the structure, shapes and dtypes of the config's real batches, no data files read.
     The global torch RNG is left as it was."""
     from cosmos.data import collate
+    from cosmos.data.loader import seed_torch
     from cosmos.data.synthetic import SyntheticScenes
 
     node = cfg.get("dataloader", {}).get("train")
@@ -171,7 +172,7 @@ def template_batch(cfg: Any, num_samples: int = 8, seed: int = 0) -> Dict[str, A
         for i in range(num_samples):
             scene = scenes[i]
             rng = random.Random(seed * 1_000_003 + i)
-            torch.manual_seed(rng.getrandbits(63))
+            seed_torch(image_t, rng)
             captions = dict(scene["captions"])
             captions.setdefault("caption", " ".join(captions.get("long") or []))
             try:
@@ -230,6 +231,8 @@ def random_batch(template: Dict[str, Any], batch: int, device: torch.device,
             out = _token_rows(value, batch, text_lengths, g)
         else:
             out = value[index]
+        if key.endswith("_photometric"):  # read on the host by the batch augmentation
+            return out
         return out.to(device)
 
     out: Dict[str, Any] = {}
@@ -352,7 +355,7 @@ def build_step_trainer(cfg: Any, model: nn.Module, data_loader: Iterable, device
     optimizer = build_optimizer(cfg, model)
     amp = None if dtype == "fp32" else dtype
     trainer = Trainer(model, data_loader, optimizer, 0, device, amp_dtype=amp,
-                      grad_clip=cfg.train.get("grad_clip"))
+                      grad_clip=cfg.train.get("grad_clip"), batch_augment=build_batch_augment(cfg))
     trainer.register_hooks(extra_hooks([h for h in build_step_hooks(cfg) if h is not None]))
     return trainer
 
@@ -787,7 +790,12 @@ def run_step_benchmark(cfg: Any, settings: StepSettings, name: str
     if timer.data_waits:
         result.data_wait_ms = 1e3 * sum(timer.data_waits) / len(timer.data_waits)
     if batch is None and loader is not None and loader.first is not None:
-        batch = move_to_device(loader.first, device)
+        batch = loader.first
+    augment = build_batch_augment(cfg)
+    if augment is not None and batch is not None:  # the model's input: augmented crops
+        batch = augment(batch, device)
+    if batch is not None:
+        batch = move_to_device(batch, device)
     trainer.optimizer.zero_grad(set_to_none=True)
     del trainer
     release(device)

@@ -251,7 +251,8 @@ def build_trainer(cfg: Any, output_dir: str, resume: bool = True) -> Trainer:
     amp = cfg.train.get("amp") or {}
     trainer = Trainer(model, data_loader, optimizer, cfg.train.max_iter, device,
                       amp_dtype=amp.get("dtype") if amp.get("enabled", False) else None,
-                      grad_clip=cfg.train.get("grad_clip"), forward_model=forward_model)
+                      grad_clip=cfg.train.get("grad_clip"), forward_model=forward_model,
+                      batch_augment=build_batch_augment(cfg))
     checkpointer = Checkpointer(os.path.join(output_dir, "checkpoints"),
                                 max_to_keep=cfg.train.get("max_to_keep"), enabled=is_main_process())
     evaluators = build_evaluators(cfg)
@@ -269,6 +270,12 @@ def build_trainer(cfg: Any, output_dir: str, resume: bool = True) -> Trainer:
     ])
     _restore(trainer, checkpointer, cfg, resume)
     return trainer
+
+
+def build_batch_augment(cfg: Any) -> Optional[Callable]:
+    """``dataloader.augment`` (the batch step of the fast multi-crop), or None."""
+    node = cfg.get("dataloader", {}).get("augment")
+    return instantiate(node) if node is not None else None
 
 
 def build_step_hooks(cfg: Any, extra_hooks: Sequence[Optional[H.HookBase]] = ()

@@ -9,7 +9,7 @@ import contextlib
 import logging
 import time
 import weakref
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 import torch
 from torch import nn
@@ -68,6 +68,9 @@ class Trainer:
         grad_clip: max global gradient norm, or None.
         forward_model: what runs the forward pass when it is not ``model`` itself: the DDP or
             FSDP wrapper of ``model``. Hooks, checkpoints and evaluation always see ``model``.
+        batch_augment: ``batch_augment(batch, device) -> batch``, run on each batch as it
+            leaves the loader (e.g. ``batch_augments.dino_photometric``: the photometric half of
+            the fast multi-crop, on the training device), or None.
 
     With several processes the logged loss terms are averaged over ranks, and a stop request
     (:mod:`cosmos.launch.preemption`) on any rank stops every rank after the same step: the
@@ -77,8 +80,10 @@ class Trainer:
     def __init__(self, model: nn.Module, data_loader: Iterable, optimizer: torch.optim.Optimizer,
                  max_iter: int, device: torch.device, amp_dtype: Optional[str] = None,
                  grad_clip: Optional[float] = None,
-                 forward_model: Optional[nn.Module] = None) -> None:
+                 forward_model: Optional[nn.Module] = None,
+                 batch_augment: Optional[Callable[[Any, torch.device], Any]] = None) -> None:
         self.model, self.data_loader, self.optimizer = model, data_loader, optimizer
+        self.batch_augment = batch_augment
         self.forward_model = forward_model if forward_model is not None else model
         self.max_iter, self.device, self.grad_clip = int(max_iter), device, grad_clip
         if device.type != "cuda":
@@ -129,6 +134,8 @@ class Trainer:
         start = time.perf_counter()
         batch = next(self._data_iter)
         data_time = time.perf_counter() - start
+        if self.batch_augment is not None:
+            batch = self.batch_augment(batch, self.device)
         batch = move_to_device(batch, self.device)
         with self.autocast():
             loss_dict = self.forward_model(batch)

@@ -11,6 +11,7 @@ from torch import nn
 from cosmos.ema.teacher import make_teacher
 from cosmos.models.cross_attention import cross_modal_embedding
 from cosmos.registry import META_ARCHS
+from cosmos.utils.errors import ConfigError
 
 
 def caption_major(tokens: torch.Tensor) -> torch.Tensor:
@@ -154,6 +155,10 @@ class COSMOS(nn.Module):
         return losses
 
     def forward(self, batch: Dict) -> Dict[str, torch.Tensor]:
+        if "global_crops" not in batch and "global_crops_uint8" in batch:
+            raise ConfigError("the batch holds uint8 crops (image_crops.cosmos_multicrop_fast) "
+                              "but no batch augmentation made them model inputs: set "
+                              "dataloader.augment=batch_augments.dino_photometric")
         return self.forward_explicit(batch["global_crops"], batch.get("local_crops") or [],
                                      batch["tokens"])
 
