@@ -29,19 +29,27 @@ from cosmos.registry import IMAGE_CROPS
 
 __all__ = ["FastMultiCrop", "crop_box"]
 
-def _uniform(gen: torch.Generator, low: float, high: float) -> float:
-    return torch.empty(1).uniform_(low, high, generator=gen).item()
+# torchvision's float32 log-ratio bounds, as Python floats (uniform_ takes doubles)
+_LOG_RATIO = tuple(float(v) for v in torch.log(torch.tensor((3 / 4, 4 / 3))))
 
 
-def crop_box(width: int, height: int, scale: Tuple[float, float],
-             gen: torch.Generator) -> Tuple[int, int, int, int]:
-    """``RandomResizedCrop.get_params`` (ratio 3/4…4/3) drawing from ``gen``: (top, left, h, w)."""
+def _uniform(gen: torch.Generator, low: float, high: float, buf: torch.Tensor) -> float:
+    """``float(torch.empty(1).uniform_(low, high))`` from ``gen``, reusing ``buf`` (1,)."""
+    return buf.uniform_(low, high, generator=gen).item()
+
+
+def crop_box(width: int, height: int, scale: Tuple[float, float], gen: torch.Generator,
+             buf: Optional[torch.Tensor] = None) -> Tuple[int, int, int, int]:
+    """``RandomResizedCrop.get_params`` (ratio 3/4…4/3) drawing from ``gen``: (top, left, h, w).
+
+    The same draws, in the same order and precision, as torchvision's (which uses the global
+    generator); ``buf`` is a reusable (1,) float32 tensor.
+    """
+    buf = torch.empty(1) if buf is None else buf
     area = height * width
-    log_ratio = torch.log(torch.tensor((3 / 4, 4 / 3)))
     for _ in range(10):
-        target_area = area * _uniform(gen, scale[0], scale[1])
-        aspect = torch.exp(torch.empty(1).uniform_(log_ratio[0], log_ratio[1],
-                                                   generator=gen)).item()
+        target_area = area * _uniform(gen, scale[0], scale[1], buf)
+        aspect = torch.exp(buf.uniform_(*_LOG_RATIO, generator=gen)).item()
         w = int(round(math.sqrt(target_area * aspect)))
         h = int(round(math.sqrt(target_area / aspect)))
         if 0 < w <= width and 0 < h <= height:
@@ -77,12 +85,13 @@ class FastMultiCrop:
         self.global_size, self.local_size = int(global_size), int(local_size)
         self.torch_gates = torch_gates
         self._gen: Optional[torch.Generator] = None
+        self._buf = torch.empty(1)
 
     def __getstate__(self) -> Dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "_gen"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_gen", "_buf")}
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
-        self.__dict__.update(state, _gen=None)
+        self.__dict__.update(state, _gen=None, _buf=torch.empty(1))
 
     def _gate(self, p: float, rng: Any, gen: torch.Generator) -> bool:
         if self.torch_gates:
@@ -91,22 +100,24 @@ class FastMultiCrop:
 
     def _view(self, image: Image.Image, r: ViewRecipe, rng: Any, gen: torch.Generator,
               out: np.ndarray, params: np.ndarray) -> None:
-        top, left, h, w = crop_box(image.width, image.height, r.scale, gen)
+        buf = self._buf
+        top, left, h, w = crop_box(image.width, image.height, r.scale, gen, buf)
         view = image.crop((left, top, left + w, top + h)).resize((r.size, r.size),
                                                                  Image.BICUBIC)
         if view.mode != "RGB":
             view = view.convert("RGB")
         if torch.rand(1, generator=gen).item() < r.flip_p:
             view = view.transpose(Image.FLIP_LEFT_RIGHT)
+            params[COL["flipped"]] = 1
         out[...] = np.asarray(view)
         if self._gate(r.jitter_p, rng, gen):
             params[COL["jitter_on"]] = 1
             params[COL["order0"]: COL["order3"] + 1] = torch.randperm(4, generator=gen).numpy()
             b, c, s, hue = r.jitter
-            params[COL["brightness"]] = _uniform(gen, max(0.0, 1 - b), 1 + b)
-            params[COL["contrast"]] = _uniform(gen, max(0.0, 1 - c), 1 + c)
-            params[COL["saturation"]] = _uniform(gen, max(0.0, 1 - s), 1 + s)
-            params[COL["hue"]] = _uniform(gen, -hue, hue)
+            params[COL["brightness"]] = _uniform(gen, max(0.0, 1 - b), 1 + b, buf)
+            params[COL["contrast"]] = _uniform(gen, max(0.0, 1 - c), 1 + c, buf)
+            params[COL["saturation"]] = _uniform(gen, max(0.0, 1 - s), 1 + s, buf)
+            params[COL["hue"]] = _uniform(gen, -hue, hue, buf)
         params[COL["gray_on"]] = float(self._gate(r.gray_p, rng, gen))
         if rng.random() <= r.blur_p:
             params[COL["blur_on"]] = 1

@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 # Columns of the (…, K) parameter rows a worker writes per view.
 PARAM_COLUMNS = ("jitter_on", "order0", "order1", "order2", "order3", "brightness", "contrast",
                  "saturation", "hue", "gray_on", "blur_on", "blur_radius", "solarize_on",
-                 "solarize_threshold")
+                 "solarize_threshold", "flipped")  # flipped: done in the worker (a record)
 COL = {name: i for i, name in enumerate(PARAM_COLUMNS)}
 GROUPS = ("global", "local")
 
