@@ -44,7 +44,13 @@ from cosmos.utils.errors import CosmosError
 logger = logging.getLogger("cosmos.benchmark")
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-TEXT_LENGTHS = ("template", "full")
+TEXT_LENGTHS = ("template", "full", "recaptioned")
+# "recaptioned" caption lengths: BPE tokens per sentence of an LLM long caption ~ 6 + Poisson(16)
+# (mean 22, about 18 words), a global caption 1-5 sentences joined by ". " (one "." token per
+# join), a local caption one sentence, + SOT and EOT, cut at the context length.
+SENTENCE_TOKENS = (6, 16.0)
+MAX_GLOBAL_SENTENCES = 5
+NUM_GLOBAL_CAPTIONS = 2
 FLOP_CONVENTION = ("2 FLOPs per multiply-add of matmuls, convolutions and attention "
                    "(full Lq x Lk); norms, activations and softmax not counted; "
                    "training = 3 x forward, frozen modules (EMA teacher) 1 x forward")
@@ -193,7 +199,10 @@ def _token_rows(template: torch.Tensor, batch: int, text_lengths: str,
 
     Row i copies the SOT (position 0), EOT (argmax) and zero padding of template row i mod n;
     the ids in between are random in [1, EOT id − 2] (below SOT and EOT, so EOT stays the
-    argmax). ``text_lengths="full"``: every caption ends with EOT at the last position.
+    argmax). ``text_lengths="full"``: every caption ends with EOT at the last position;
+    ``"recaptioned"``: lengths drawn as recaptioned long captions' sentences (``SENTENCE_TOKENS``;
+    of (batch, n, L) tokens the first ``NUM_GLOBAL_CAPTIONS`` per sample are global captions of
+    1–5 sentences, the others one sentence; (batch, L) tokens are one global caption each).
     """
     n, length = template.shape[0], template.shape[-1]
     rows = template[torch.arange(batch) % n]
@@ -205,17 +214,38 @@ def _token_rows(template: torch.Tensor, batch: int, text_lengths: str,
     eot_pos = rows.argmax(dim=-1, keepdim=True)
     if text_lengths == "full":
         eot_pos = torch.full_like(eot_pos, length - 1)
+    elif text_lengths == "recaptioned":
+        eot_pos = _recaptioned_eot(rows.shape[:-1], length, generator).unsqueeze(-1)
     ids = torch.randint(1, eot_id - 1, rows.shape, generator=generator, dtype=rows.dtype)
     out = torch.where(positions == 0, rows[..., :1], ids)
     out = torch.where(positions == eot_pos, torch.full_like(out, eot_id), out)
     return torch.where(positions > eot_pos, torch.zeros_like(out), out)
 
 
+def _recaptioned_eot(shape: Tuple[int, ...], length: int, generator: torch.Generator
+                     ) -> torch.Tensor:
+    """EOT positions (shape) of captions drawn as in ``SENTENCE_TOKENS`` (see TEXT_LENGTHS)."""
+    base, rate = SENTENCE_TOKENS
+    sentences = torch.ones(shape, dtype=torch.long)
+    if len(shape) > 1:
+        glob = sentences[..., :NUM_GLOBAL_CAPTIONS]
+    else:
+        glob = sentences
+    glob.copy_(torch.randint(1, MAX_GLOBAL_SENTENCES + 1, glob.shape, generator=generator))
+    most = int(sentences.max())
+    per_sentence = base + torch.poisson(torch.full((*shape, most), rate), generator=generator)
+    used = torch.arange(most) < sentences.unsqueeze(-1)
+    tokens = (per_sentence * used).sum(-1).long() + (sentences - 1)  # + one "." per join
+    return (tokens + 1).clamp(max=length - 1)  # SOT at 0, EOT right after the last token
+
+
 def random_batch(template: Dict[str, Any], batch: int, device: torch.device,
                  text_lengths: str = "template", seed: int = 0) -> Dict[str, Any]:
     """A batch of ``batch`` pairs with the keys, shapes and dtypes of ``template`` (n pairs):
     float tensors → N(0, 1) (normalised pixels), ``*token*`` integer tensors → random ids keeping
-    the padding structure (:func:`_token_rows`), other tensors and per-sample lists → repeated."""
+    the padding structure (:func:`_token_rows`), other tensors (uint8 crops of the fast
+    multi-crop) and per-sample lists → repeated; ``*_photometric`` parameters → repeated, on the
+    host (the batch augmentation reads them there)."""
     if text_lengths not in TEXT_LENGTHS:
         raise CosmosError(f"text_lengths must be one of {', '.join(TEXT_LENGTHS)}, "
                           f"got {text_lengths!r}")
@@ -225,14 +255,14 @@ def random_batch(template: Dict[str, Any], batch: int, device: torch.device,
     index = torch.arange(batch) % n
 
     def like(key: str, value: torch.Tensor) -> torch.Tensor:
+        if key.endswith("_photometric"):  # augmentation parameters, read on the host
+            return value[index]
         if value.is_floating_point():
             out = torch.randn((batch, *value.shape[1:]), generator=g).to(value.dtype)
         elif "token" in key and value.dtype in (torch.int32, torch.int64):
             out = _token_rows(value, batch, text_lengths, g)
         else:
             out = value[index]
-        if key.endswith("_photometric"):  # read on the host by the batch augmentation
-            return out
         return out.to(device)
 
     out: Dict[str, Any] = {}
