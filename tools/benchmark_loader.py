@@ -153,11 +153,13 @@ class OfficialTransforms:
         return open_clip.tokenize(texts + self._draw(pool, 6))
 
 
-def run_official(inputs: List[Dict[str, Any]], n: int, batch: int) -> Stopwatch:
+def run_official(inputs: List[Dict[str, Any]], start: int, n: int, batch: int,
+                 watch: Stopwatch) -> None:
     from torch.utils.data import default_collate
-    t, watch = OfficialTransforms(), Stopwatch()
+    t = OfficialTransforms()
+    random.seed(start)
     pending: List[Any] = []
-    for i in range(n):
+    for i in range(start, start + n):
         item = inputs[i % len(inputs)]
         with watch("decode"):
             image = decode(item["jpeg"])
@@ -174,16 +176,16 @@ def run_official(inputs: List[Dict[str, Any]], n: int, batch: int) -> Stopwatch:
             with watch("collate"):
                 default_collate(pending)
             pending = []
-    return watch
 
 
 # ----------------------------------------------------------------------------- today / fast
-def run_today(inputs: List[Dict[str, Any]], n: int, batch: int) -> Stopwatch:
+def run_today(inputs: List[Dict[str, Any]], start: int, n: int, batch: int,
+              watch: Stopwatch) -> None:
     """``MultiCrop``'s per-view steps, timed one by one (the same calls, in its order)."""
-    policy, watch = MultiCrop(), Stopwatch()
+    policy = MultiCrop()
     text, tokenizer = TextCrop(), ClipTokenizer()
     pending: List[Dict[str, Any]] = []
-    for i in range(n):
+    for i in range(start, start + n):
         item = inputs[i % len(inputs)]
         rng = random.Random(i)
         with watch("geometry"):
@@ -215,14 +217,14 @@ def run_today(inputs: List[Dict[str, Any]], n: int, batch: int) -> Stopwatch:
             with watch("collate"):
                 collate(pending)
             pending = []
-    return watch
 
 
-def run_fast(inputs: List[Dict[str, Any]], n: int, batch: int) -> Stopwatch:
-    policy, step, watch = FastMultiCrop(), DinoPhotometric(), Stopwatch()
+def run_fast(inputs: List[Dict[str, Any]], start: int, n: int, batch: int,
+             watch: Stopwatch) -> None:
+    policy, step = FastMultiCrop(), DinoPhotometric()
     text, tokenizer = TextCrop(), ClipTokenizer()
     pending: List[Dict[str, Any]] = []
-    for i in range(n):
+    for i in range(start, start + n):
         item = inputs[i % len(inputs)]
         rng = random.Random(i)
         with watch("decode"):
@@ -238,7 +240,6 @@ def run_fast(inputs: List[Dict[str, Any]], n: int, batch: int) -> Stopwatch:
             with watch("photometric"):
                 step(collated, "cpu")
             pending = []
-    return watch
 
 
 def check_transcriptions(inputs: List[Dict[str, Any]]) -> None:
@@ -260,9 +261,19 @@ def stage_rows(sizes: Sequence[int], samples: int, batch: int) -> List[Dict[str,
     for size in sizes:
         inputs = benchmark_inputs(size, min(samples, 32))
         check_transcriptions(inputs)
-        for name, run in (("official", run_official), ("today", run_today), ("fast", run_fast)):
-            run(inputs, min(batch, samples), batch)  # warm-up: caches, first-call costs
-            watch = run(inputs, samples, batch)
+        runners = {"official": run_official, "today": run_today, "fast": run_fast}
+        watches = {name: Stopwatch() for name in runners}
+        for name, run in runners.items():  # warm-up: caches, first-call costs
+            run(inputs, 0, min(batch, samples), batch, Stopwatch())
+        # batch by batch in turn, so that a change of load on a shared machine hits all three
+        done = 0
+        while done < samples:
+            n = min(batch, samples - done)
+            for name, run in runners.items():
+                run(inputs, done, n, n, watches[name])
+            done += n
+        for name in runners:
+            watch = watches[name]
             ms = {s: 1e3 * watch.seconds.get(s, 0.0) / samples for s in STAGES}
             total = sum(ms.values())
             row = {"size": size, "pipeline": name, "ms": ms, "ms_per_sample": total,
@@ -301,7 +312,8 @@ def measure_loader(urls: str, workers: int, pipeline: str, args: argparse.Namesp
         o if o.startswith("dataloader.") else f"dataloader.train.{o}" for o in args.overrides])
     step: Optional[Callable] = instantiate(cfg.dataloader.augment) if pipeline == "fast" else None
     it = iter(instantiate(cfg.dataloader.train))
-    for _ in range(args.warmup * max(workers, 1)):
+    # untimed: warm-up batches, then the batches the workers prefetched meanwhile (2 each)
+    for _ in range(args.warmup * max(workers, 1) + 2 * workers):
         next(it)
     step_seconds, start = 0.0, time.perf_counter()
     for _ in range(args.batches):
