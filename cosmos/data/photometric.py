@@ -151,9 +151,9 @@ def gaussian_blur(x: torch.Tensor, radius: Sequence[float], passes: int = 3) -> 
     out = x.clone()
     for inner in np.unique(params[:, 0]):
         rows = np.nonzero(params[:, 0] == inner)[0]
-        index = torch.as_tensor(rows, device=x.device)
-        ww = torch.as_tensor(params[rows, 1], dtype=torch.float64).to(x.device, non_blocking=True)
-        fw = torch.as_tensor(params[rows, 2], dtype=torch.float64).to(x.device, non_blocking=True)
+        index = _to_device(rows, x.device)
+        ww = _to_device(params[rows, 1], x.device, torch.float64)
+        fw = _to_device(params[rows, 2], x.device, torch.float64)
         y = x.index_select(0, index)
         for _ in range(passes):
             y = _box_pass(y, int(inner), ww, fw)
@@ -162,6 +162,15 @@ def gaussian_blur(x: torch.Tensor, radius: Sequence[float], passes: int = 3) -> 
             y = _box_pass(y, int(inner), ww, fw)
         out.index_copy_(0, index, y.transpose(-1, -2).contiguous())
     return out
+
+
+def _to_device(values: Any, device: torch.device, dtype: Optional[torch.dtype] = None
+               ) -> torch.Tensor:
+    """A small host array → ``device`` without waiting for the device (pinned when CUDA)."""
+    t = torch.as_tensor(values, dtype=dtype)
+    if device.type == "cuda":
+        t = t.pin_memory()
+    return t.to(device, non_blocking=True)
 
 
 _JITTER_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
@@ -197,10 +206,10 @@ def apply_photometric(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
 
     def rows(mask: np.ndarray) -> Optional[torch.Tensor]:
         found = np.nonzero(mask)[0]
-        return torch.as_tensor(found).to(dev, non_blocking=True) if len(found) else None
+        return _to_device(found, dev) if len(found) else None
 
     def factor(index_host: np.ndarray, column: str) -> torch.Tensor:
-        return torch.as_tensor(p[index_host, COL[column]]).to(dev, non_blocking=True)
+        return _to_device(p[index_host, COL[column]], dev)
 
     jitter_on = p[:, COL["jitter_on"]] > 0.5
     for position in range(4):
@@ -294,8 +303,8 @@ class DinoPhotometric:
             x = crops.to(device, non_blocking=True).transpose(0, 1)
             x = x.reshape(v * b, *crops.shape[2:]).permute(0, 3, 1, 2).float()
             x = apply_photometric(x, rows)
-        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
+        mean = _to_device(self.mean, x.device, torch.float32).view(1, 3, 1, 1)
+        std = _to_device(self.std, x.device, torch.float32).view(1, 3, 1, 1)
         x = (x / 255 - mean) / std
         return list(x.contiguous().view(v, b, *x.shape[1:]).unbind(0))
 
