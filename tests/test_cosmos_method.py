@@ -215,3 +215,12 @@ def test_trimming_text_padding_is_exact(mask) -> None:
     for (name, p), q in zip(full.named_parameters(), trimmed.parameters()):
         if p.grad is not None:
             assert torch.allclose(p.grad, q.grad, atol=1e-5), name
+
+
+def test_uint8_crops_without_the_batch_augmentation_is_a_config_error() -> None:
+    from cosmos.utils.errors import ConfigError
+    _, _, tok = _inputs()
+    batch = {"global_crops_uint8": torch.zeros(B, 2, 32, 32, 3, dtype=torch.uint8),
+             "global_photometric": torch.zeros(B, 2, 15), "tokens": tok}
+    with pytest.raises(ConfigError, match="dataloader.augment=batch_augments.dino_photometric"):
+        _model()(batch)
