@@ -14,7 +14,8 @@ from cosmos.utils.errors import CosmosError, UnknownComponentError
 
 __all__ = [
     "Registry", "REGISTRIES", "BACKBONES", "HEADS", "LOSSES", "IMAGE_CROPS", "TEXT_CROPS",
-    "EMA_SCHEDULERS", "DATASETS", "EVALUATORS", "META_ARCHS", "load_builtins", "lookup",
+    "EMA_SCHEDULERS", "DATASETS", "EVALUATORS", "META_ARCHS", "BATCH_AUGMENTS", "load_builtins",
+    "lookup",
 ]
 
 # Modules whose import registers the built-in components.
@@ -138,11 +139,12 @@ EMA_SCHEDULERS = Registry("ema_schedulers", "teacher momentum schedules")
 DATASETS = Registry("datasets", "training and evaluation datasets")
 EVALUATORS = Registry("evaluators", "zero-shot evaluators")
 META_ARCHS = Registry("meta_archs", "meta-architectures: batch in, loss dict out")
+BATCH_AUGMENTS = Registry("batch_augments", "batched augmentations run on the training device")
 
 REGISTRIES: Dict[str, Registry] = {
     r.name: r
     for r in (BACKBONES, HEADS, LOSSES, IMAGE_CROPS, TEXT_CROPS, EMA_SCHEDULERS, DATASETS,
-              EVALUATORS, META_ARCHS)
+              EVALUATORS, META_ARCHS, BATCH_AUGMENTS)
 }
 
 

@@ -152,13 +152,23 @@ def test_flops_of_tiny_towers_match_hand_count() -> None:
 
 
 def test_random_batch_keeps_structure() -> None:
-    cfg = LazyConfig.apply_overrides(LazyConfig.load(COSMOS_CONFIG), COSMOS_TINY)
+    per_sample = ["dataloader.train.image_transform._target_=image_crops.cosmos_multicrop",
+                  "dataloader.augment=null"]
+    cfg = LazyConfig.apply_overrides(LazyConfig.load(COSMOS_CONFIG), COSMOS_TINY + per_sample)
     template = B.template_batch(cfg, num_samples=3)
     batch = B.random_batch(template, 7, torch.device("cpu"))
     assert set(batch) == set(template) and batch["batch_size"] == 7
     for key in ("global_crops", "local_crops"):
         assert [t.shape[1:] for t in batch[key]] == [t.shape[1:] for t in template[key]]
         assert all(t.shape[0] == 7 and t.dtype == torch.float32 for t in batch[key])
+    # the fast multi-crop (the config's default): uint8 crops and their parameters repeated
+    fast = B.template_batch(LazyConfig.apply_overrides(LazyConfig.load(COSMOS_CONFIG),
+                                                       COSMOS_TINY), num_samples=3)
+    fast_batch = B.random_batch(fast, 7, torch.device("cpu"))
+    for key in ("global_crops_uint8", "local_crops_uint8", "global_photometric"):
+        assert fast_batch[key].shape == (7, *fast[key].shape[1:])
+        assert torch.equal(fast_batch[key], fast[key][torch.arange(7) % 3])
+    assert fast_batch["global_crops_uint8"].dtype == torch.uint8
     tokens, ref = batch["tokens"], template["tokens"][torch.arange(7) % 3]
     assert tokens.shape == (7, *template["tokens"].shape[1:]) and tokens.dtype == torch.int64
     eot = ref.argmax(-1)

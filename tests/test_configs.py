@@ -10,7 +10,7 @@ import torch
 from omegaconf import OmegaConf
 
 from cosmos.config import LazyConfig, instantiate
-from cosmos.engine.defaults import build_optimizer
+from cosmos.engine.defaults import build_batch_augment, build_optimizer
 from cosmos.engine.trainer import move_to_device
 from tests.helpers import REPO, TINY_VALUES
 
@@ -68,6 +68,8 @@ def test_config_builds_and_runs_one_step(path, tmp_path, synthetic_shards) -> No
     model = instantiate(cfg.model)
     optimizer = build_optimizer(cfg, model)
     batch = next(iter(instantiate(cfg.dataloader.train)))
+    augment = build_batch_augment(cfg)  # the photometric half of the fast multi-crop
+    batch = augment(batch, "cpu") if augment is not None else batch
     losses = model(move_to_device(batch, torch.device("cpu")))
     assert "loss" in losses and torch.isfinite(losses["loss"])
     before = [p.detach().clone() for p in model.parameters()]

@@ -190,17 +190,37 @@ def test_teacher_frozen_and_in_eval_mode() -> None:
     assert set(model.encoders()) == {"student", "teacher"}
 
 
-def test_trimming_text_padding_is_exact_with_the_mask() -> None:
+@pytest.mark.parametrize("mask", [True, False])
+def test_trimming_text_padding_is_exact(mask) -> None:
+    """Trimmed text tower runs give the untrimmed losses and gradients (fp32: 1e-6 / 1e-5),
+    with the padding mask and in the official mode (caption 1 keeps its padded keys)."""
     g, l, tok = _inputs()
-    full = _model(mask_text_padding=True)
-    trimmed = _model(mask_text_padding=True, trim_text_padding=True)
+    full = _model(mask_text_padding=mask)
+    trimmed = _model(mask_text_padding=mask, trim_text_padding=True)
+    seen = []
+    trimmed.student.encoder.text.register_forward_hook(
+        lambda m, args, out: seen.append(tuple(args[0].shape)))
     a, b = full.forward_explicit(g, l, tok), trimmed.forward_explicit(g, l, tok)
-    for key in ("clip_loss", "distill_loss"):
+    for key in ("clip_loss", "distill_loss", "loss"):
         assert torch.allclose(a[key], b[key], atol=1e-6), key
+    longest = lambda t: int(t.argmax(-1).max()) + 1  # noqa: E731
+    locals_ = (N_TXT * B - N_GLOBAL * B, longest(tok[:, N_GLOBAL:]))
+    if mask:
+        assert seen == [(N_GLOBAL * B, longest(tok[:, :N_GLOBAL])), locals_]
+    else:  # caption 1 at full context, caption 2 and the locals trimmed
+        assert seen == [(B, L), (B, longest(tok[:, 1:N_GLOBAL])), locals_]
+    assert max(n for _, n in seen[-2:]) < L
     a["loss"].backward()
     b["loss"].backward()
     for (name, p), q in zip(full.named_parameters(), trimmed.parameters()):
         if p.grad is not None:
             assert torch.allclose(p.grad, q.grad, atol=1e-5), name
-    with pytest.raises(ValueError, match="mask_text_padding"):
-        _model(trim_text_padding=True)
+
+
+def test_uint8_crops_without_the_batch_augmentation_is_a_config_error() -> None:
+    from cosmos.utils.errors import ConfigError
+    _, _, tok = _inputs()
+    batch = {"global_crops_uint8": torch.zeros(B, 2, 32, 32, 3, dtype=torch.uint8),
+             "global_photometric": torch.zeros(B, 2, 15), "tokens": tok}
+    with pytest.raises(ConfigError, match="dataloader.augment=batch_augments.dino_photometric"):
+        _model()(batch)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from tests.helpers import REPO
@@ -66,8 +67,22 @@ def test_demo_without_shards_says_how_to_make_them(tmp_path) -> None:
 def test_loader_benchmark_smoke(tmp_path, synthetic_shards) -> None:
     out_json = tmp_path / "loader.json"
     res = _run(["tools/benchmark_loader.py", "--shards", synthetic_shards, "--workers", "0",
-                "--batch", "2", "--batches", "1", "--warmup", "0", "--json", str(out_json)])
+                "--sizes", "64", "--samples", "2", "--batch", "2", "--batches", "1",
+                "--warmup", "0", "--out", str(out_json)])
     assert res.returncode == 0, res.stderr[-3000:]
-    assert re.search(r"^\| 0 \(in process\) \| [\d.]+ \| [\d.]+ \| \d+ \|$", res.stdout, flags=re.M)
-    rows = json.loads(out_json.read_text())["results"]
-    assert rows[0]["workers"] == 0 and rows[0]["pairs_per_s"] > 0
+    for pipeline in ("official", "today", "fast \\(photometric on the GPU\\)",
+                     "fast, photometric on this CPU"):
+        assert re.search(rf"^\| 64 \| {pipeline} \|( [\d.]+ \|){{7}}", res.stdout, flags=re.M)
+    assert re.search(r"^\| fast \| 0 \(in process\) \| [\d.]+ \| [\d.]+ \| [\d.]+ \|$",
+                     res.stdout, flags=re.M)
+    data = json.loads(out_json.read_text())
+    stages = {r["pipeline"]: r for r in data["stages"]}
+    assert set(stages) == {"official", "today", "fast"}
+    assert stages["today"]["vs_today"] == 1.0
+    fast = stages["fast"]
+    assert fast["ms_per_sample"] == pytest.approx(
+        sum(fast["ms"].values()) - fast["ms"]["photometric"])
+    assert fast["ms_per_sample_with_cpu_step"] == pytest.approx(sum(fast["ms"].values()))
+    rows = data["loader"]
+    assert [(r["pipeline"], r["workers"]) for r in rows] == [("today", 0), ("fast", 0)]
+    assert all(r["pairs_per_s"] > 0 for r in rows) and rows[1]["pairs_per_s_with_cpu_step"] > 0

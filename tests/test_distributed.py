@@ -15,6 +15,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from cosmos.config import LazyConfig, instantiate
+from cosmos.engine.defaults import build_batch_augment
 from cosmos.engine.trainer import move_to_device
 from cosmos.launch.env import DistEnv, detect_env, expand_nodelist
 from tests.helpers import DEMO_CONFIG, REPO, TRAIN_NET, run_train, tiny_overrides
@@ -107,6 +108,8 @@ def test_ddp_step_matches_combined_batch(name, tmp_path, synthetic_shards) -> No
     LazyConfig.save(cfg, cfg_path)
     cfg = LazyConfig.load(cfg_path)
     batch = next(iter(instantiate(cfg.dataloader.train)))
+    augment = build_batch_augment(cfg)  # the photometric half of the fast multi-crop
+    batch = augment(batch, "cpu") if augment is not None else batch
     torch.save(batch, tmp_path / "batch.pt")
     mp.spawn(_ddp_worker, args=(name, cfg_path, str(tmp_path / "batch.pt"),
                                 f"file://{tmp_path / 'rdzv'}", str(tmp_path / "out")),

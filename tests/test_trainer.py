@@ -1,6 +1,7 @@
 """The generic trainer in-process: step order, hook state in checkpoints, clipping, schedules."""
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -88,3 +89,45 @@ def test_grad_clip_limits_update() -> None:
     expected = -0.1 * g * (0.5 / g.norm())
     assert torch.allclose(trainer.model.w, expected, atol=1e-6)
     assert abs(trainer.storage.latest()["grad_norm"][0] - float(g.norm())) < 1e-4
+
+
+class EveryThird(HookBase):
+    """A hook acting every 3 steps (as the metric writer with ``log_period=3``)."""
+
+    period = 3
+
+
+def test_device_values_are_read_only_at_sync_steps() -> None:
+    trainer = _trainer(max_iter=7)
+    trainer.register_hooks([EveryThird()])
+    syncs = []
+    trainer.register_hooks([type("S", (HookBase,), {
+        "after_backward": lambda self: syncs.append(self.trainer.sync_step)})()])
+    trainer.train()
+    assert syncs == [False, False, True, False, False, True, True]  # steps 3, 6, last (7)
+    # loss terms reach the storage at sync steps only; host clocks every step
+    history = trainer.storage._history
+    assert len(history["loss"]) == 3 and len(history["time"]) == 7
+    # step 7's loss: w after 6 SGD steps of lr 0.1 on ‖w − t‖² is t·(1 − 0.8⁶)
+    w6 = torch.tensor([1.0, 2.0, 3.0]) * (1 - 0.8 ** 6)
+    expected = float(((w6 - torch.tensor([1.0, 2.0, 3.0])) ** 2).sum())
+    assert trainer.storage.latest()["loss"] == (pytest.approx(expected, rel=1e-6), 7)
+
+
+def test_nan_guard_stops_at_the_next_sync_step_naming_the_first_bad_step() -> None:
+    from cosmos.engine.hooks import NaNGuard
+    from cosmos.utils.errors import NonFiniteLossError
+
+    def batches():
+        for step in range(1, 100):
+            value = float("nan") if step in (4, 5) else 1.0
+            yield {"target": torch.tensor([value, 2.0, 3.0]), "batch_size": 1}
+
+    model = Quadratic()
+    trainer = Trainer(model, batches(), torch.optim.SGD(model.parameters(), lr=0.1), 9,
+                      torch.device("cpu"))
+    trainer.register_hooks([NaNGuard(), EveryThird()])
+    with pytest.raises(NonFiniteLossError, match=r"^step 4: loss term 'loss' is nan; stopping "
+                                                 r"before the optimizer step of step 6 \(found"):
+        trainer.train()
+    assert trainer.iter == 5  # steps 4 and 5 ran; step 6 stopped before its optimizer step

@@ -418,7 +418,8 @@ def add_step_parser(sub) -> None:
                            "dataloader.train itself (data wait reported)")
     step.add_argument("--text-lengths", default="template", choices=B.TEXT_LENGTHS,
                       help="random data: caption lengths of the config's text transform on "
-                           "synthetic captions (template) or every caption the full context (full)")
+                           "synthetic captions (template), every caption the full context (full) "
+                           "or drawn like recaptioned long captions' sentences (recaptioned)")
     step.add_argument("--compile", action="store_true",
                       help="torch.compile each tower (student and teacher)")
     step.add_argument("--flops", action="store_true",

@@ -13,8 +13,8 @@ model.student.encoder.text.update(width=96, layers=4, heads=2, output_dim=96)
 model.student.image_cross_pooler.heads = 4
 model.student.text_cross_pooler.heads = 4
 # Caption padding is masked out of cross-attention (the official code keeps padded positions as
-# keys) and then trimmed, which is exact given the mask and 3x faster on CPU;
-# `model.mask_text_padding=False model.trim_text_padding=False` is the official behaviour.
+# keys), so caption 1 is trimmed too (3x faster on CPU); `model.mask_text_padding=False` is the
+# official behaviour (trimming stays exact there: caption 1 keeps its full context).
 model.mask_text_padding = True
 model.trim_text_padding = True
 dataloader.train.batch_size = 32

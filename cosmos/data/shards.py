@@ -53,7 +53,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from cosmos.data import stats as data_stats
-from cosmos.data.loader import collate
+from cosmos.data.loader import collate, seed_torch
 from cosmos.data.shard_sources import (
     check_sources, index_counts, is_local, local_path, open_stream,
 )
@@ -513,7 +513,7 @@ class _Spec:
             yield sample
 
     def transform(self, sample: Dict[str, Any], rng: random.Random) -> Dict[str, Any]:
-        torch.manual_seed(rng.getrandbits(63))  # torchvision draws crop geometry from torch's RNG
+        seed_torch(self.image_transform, rng)  # torchvision draws crop geometry from torch
         out = dict(self.image_transform(sample["image"], rng))
         try:
             texts = self.text_transform(sample["captions"], rng)

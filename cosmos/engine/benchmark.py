@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from cosmos.config import instantiate
-from cosmos.engine.defaults import build_optimizer, build_step_hooks
+from cosmos.engine.defaults import build_batch_augment, build_optimizer, build_step_hooks
 from cosmos.engine.trainer import HookBase, Trainer, move_to_device
 from cosmos.utils.distributed import get_world_size
 from cosmos.utils.errors import CosmosError
@@ -44,7 +44,13 @@ from cosmos.utils.errors import CosmosError
 logger = logging.getLogger("cosmos.benchmark")
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-TEXT_LENGTHS = ("template", "full")
+TEXT_LENGTHS = ("template", "full", "recaptioned")
+# "recaptioned" caption lengths: BPE tokens per sentence of an LLM long caption ~ 6 + Poisson(16)
+# (mean 22, about 18 words), a global caption 1-5 sentences joined by ". " (one "." token per
+# join), a local caption one sentence, + SOT and EOT, cut at the context length.
+SENTENCE_TOKENS = (6, 16.0)
+MAX_GLOBAL_SENTENCES = 5
+NUM_GLOBAL_CAPTIONS = 2
 FLOP_CONVENTION = ("2 FLOPs per multiply-add of matmuls, convolutions and attention "
                    "(full Lq x Lk); norms, activations and softmax not counted; "
                    "training = 3 x forward, frozen modules (EMA teacher) 1 x forward")
@@ -157,6 +163,7 @@ def template_batch(cfg: Any, num_samples: int = 8, seed: int = 0) -> Dict[str, A
     scenes: the structure, shapes and dtypes of the config's real batches, no data files read.
     The global torch RNG is left as it was."""
     from cosmos.data import collate
+    from cosmos.data.loader import seed_torch
     from cosmos.data.synthetic import SyntheticScenes
 
     node = cfg.get("dataloader", {}).get("train")
@@ -171,7 +178,7 @@ def template_batch(cfg: Any, num_samples: int = 8, seed: int = 0) -> Dict[str, A
         for i in range(num_samples):
             scene = scenes[i]
             rng = random.Random(seed * 1_000_003 + i)
-            torch.manual_seed(rng.getrandbits(63))
+            seed_torch(image_t, rng)
             captions = dict(scene["captions"])
             captions.setdefault("caption", " ".join(captions.get("long") or []))
             try:
@@ -192,7 +199,10 @@ def _token_rows(template: torch.Tensor, batch: int, text_lengths: str,
 
     Row i copies the SOT (position 0), EOT (argmax) and zero padding of template row i mod n;
     the ids in between are random in [1, EOT id − 2] (below SOT and EOT, so EOT stays the
-    argmax). ``text_lengths="full"``: every caption ends with EOT at the last position.
+    argmax). ``text_lengths="full"``: every caption ends with EOT at the last position;
+    ``"recaptioned"``: lengths drawn as recaptioned long captions' sentences (``SENTENCE_TOKENS``;
+    of (batch, n, L) tokens the first ``NUM_GLOBAL_CAPTIONS`` per sample are global captions of
+    1–5 sentences, the others one sentence; (batch, L) tokens are one global caption each).
     """
     n, length = template.shape[0], template.shape[-1]
     rows = template[torch.arange(batch) % n]
@@ -204,17 +214,38 @@ def _token_rows(template: torch.Tensor, batch: int, text_lengths: str,
     eot_pos = rows.argmax(dim=-1, keepdim=True)
     if text_lengths == "full":
         eot_pos = torch.full_like(eot_pos, length - 1)
+    elif text_lengths == "recaptioned":
+        eot_pos = _recaptioned_eot(rows.shape[:-1], length, generator).unsqueeze(-1)
     ids = torch.randint(1, eot_id - 1, rows.shape, generator=generator, dtype=rows.dtype)
     out = torch.where(positions == 0, rows[..., :1], ids)
     out = torch.where(positions == eot_pos, torch.full_like(out, eot_id), out)
     return torch.where(positions > eot_pos, torch.zeros_like(out), out)
 
 
+def _recaptioned_eot(shape: Tuple[int, ...], length: int, generator: torch.Generator
+                     ) -> torch.Tensor:
+    """EOT positions (shape) of captions drawn as in ``SENTENCE_TOKENS`` (see TEXT_LENGTHS)."""
+    base, rate = SENTENCE_TOKENS
+    sentences = torch.ones(shape, dtype=torch.long)
+    if len(shape) > 1:
+        glob = sentences[..., :NUM_GLOBAL_CAPTIONS]
+    else:
+        glob = sentences
+    glob.copy_(torch.randint(1, MAX_GLOBAL_SENTENCES + 1, glob.shape, generator=generator))
+    most = int(sentences.max())
+    per_sentence = base + torch.poisson(torch.full((*shape, most), rate), generator=generator)
+    used = torch.arange(most) < sentences.unsqueeze(-1)
+    tokens = (per_sentence * used).sum(-1).long() + (sentences - 1)  # + one "." per join
+    return (tokens + 1).clamp(max=length - 1)  # SOT at 0, EOT right after the last token
+
+
 def random_batch(template: Dict[str, Any], batch: int, device: torch.device,
                  text_lengths: str = "template", seed: int = 0) -> Dict[str, Any]:
     """A batch of ``batch`` pairs with the keys, shapes and dtypes of ``template`` (n pairs):
     float tensors → N(0, 1) (normalised pixels), ``*token*`` integer tensors → random ids keeping
-    the padding structure (:func:`_token_rows`), other tensors and per-sample lists → repeated."""
+    the padding structure (:func:`_token_rows`), other tensors (uint8 crops of the fast
+    multi-crop) and per-sample lists → repeated; ``*_photometric`` parameters → repeated, on the
+    host (the batch augmentation reads them there)."""
     if text_lengths not in TEXT_LENGTHS:
         raise CosmosError(f"text_lengths must be one of {', '.join(TEXT_LENGTHS)}, "
                           f"got {text_lengths!r}")
@@ -224,6 +255,8 @@ def random_batch(template: Dict[str, Any], batch: int, device: torch.device,
     index = torch.arange(batch) % n
 
     def like(key: str, value: torch.Tensor) -> torch.Tensor:
+        if key.endswith("_photometric"):  # augmentation parameters, read on the host
+            return value[index]
         if value.is_floating_point():
             out = torch.randn((batch, *value.shape[1:]), generator=g).to(value.dtype)
         elif "token" in key and value.dtype in (torch.int32, torch.int64):
@@ -352,7 +385,7 @@ def build_step_trainer(cfg: Any, model: nn.Module, data_loader: Iterable, device
     optimizer = build_optimizer(cfg, model)
     amp = None if dtype == "fp32" else dtype
     trainer = Trainer(model, data_loader, optimizer, 0, device, amp_dtype=amp,
-                      grad_clip=cfg.train.get("grad_clip"))
+                      grad_clip=cfg.train.get("grad_clip"), batch_augment=build_batch_augment(cfg))
     trainer.register_hooks(extra_hooks([h for h in build_step_hooks(cfg) if h is not None]))
     return trainer
 
@@ -787,7 +820,12 @@ def run_step_benchmark(cfg: Any, settings: StepSettings, name: str
     if timer.data_waits:
         result.data_wait_ms = 1e3 * sum(timer.data_waits) / len(timer.data_waits)
     if batch is None and loader is not None and loader.first is not None:
-        batch = move_to_device(loader.first, device)
+        batch = loader.first
+    augment = build_batch_augment(cfg)
+    if augment is not None and batch is not None:  # the model's input: augmented crops
+        batch = augment(batch, device)
+    if batch is not None:
+        batch = move_to_device(batch, device)
     trainer.optimizer.zero_grad(set_to_none=True)
     del trainer
     release(device)

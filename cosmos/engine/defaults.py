@@ -266,7 +266,8 @@ def build_trainer(cfg: Any, output_dir: str, resume: Any = "auto") -> Trainer:
     amp = cfg.train.get("amp") or {}
     trainer = Trainer(model, data_loader, optimizer, cfg.train.max_iter, device,
                       amp_dtype=amp.get("dtype") if amp.get("enabled", False) else None,
-                      grad_clip=cfg.train.get("grad_clip"), forward_model=forward_model)
+                      grad_clip=cfg.train.get("grad_clip"), forward_model=forward_model,
+                      batch_augment=build_batch_augment(cfg))
     checkpointer = Checkpointer(os.path.join(output_dir, "checkpoints"),
                                 max_to_keep=cfg.train.get("max_to_keep"), enabled=is_main_process())
     evaluators = build_evaluators(cfg)
@@ -295,6 +296,12 @@ def _run_config(output_dir: str) -> Dict[str, Any]:
         return {}
     with open(path) as f:
         return yaml.safe_load(f) or {}
+
+
+def build_batch_augment(cfg: Any) -> Optional[Callable]:
+    """``dataloader.augment`` (the batch step of the fast multi-crop), or None."""
+    node = cfg.get("dataloader", {}).get("augment")
+    return instantiate(node) if node is not None else None
 
 
 def build_step_hooks(cfg: Any, extra_hooks: Sequence[Optional[H.HookBase]] = ()

@@ -55,14 +55,44 @@ class LogitScaleClamp(HookBase):
 
 
 class NaNGuard(HookBase):
-    """Stops training before the optimizer step when a loss term is NaN or Inf."""
+    """Stops training when a loss term is NaN or Inf, without a host synchronisation per step.
+
+    Every step records on the device the first step whose loss terms were not all finite (and
+    those terms); the record is read at the trainer's sync steps (``trainer.sync_step``: log,
+    checkpoint and evaluation steps, the last step, a stop), before that step's optimizer step,
+    so no checkpoint or evaluation sees non-finite weights. Steps between the bad one and the
+    check have updated the weights with non-finite gradients: resume from the last checkpoint.
+    """
+
+    def before_train(self) -> None:
+        self._first: Optional[torch.Tensor] = None   # step of the first non-finite terms, or -1
+        self._terms: Optional[torch.Tensor] = None   # the terms of that step
 
     def after_backward(self) -> None:
-        for name, value in self.trainer.loss_dict.items():
-            if not torch.isfinite(value.detach()).all():
-                raise NonFiniteLossError(
-                    f"step {self.trainer.iter + 1}: loss term '{name}' is {float(value)}; "
-                    f"stopping before the optimizer step (weights of step {self.trainer.iter} kept)")
+        loss_dict = self.trainer.loss_dict
+        names = list(loss_dict)
+        terms = torch.stack([v.detach().float().reshape(()) for v in loss_dict.values()])
+        if self._first is None:
+            self._first = torch.full((), -1, dtype=torch.long, device=terms.device)
+            self._terms = terms.clone()
+        new = ~torch.isfinite(terms).all() & (self._first < 0)
+        step = self.trainer.iter + 1
+        self._first = torch.where(new, torch.full_like(self._first, step), self._first)
+        self._terms = torch.where(new, terms, self._terms)
+        if not self.trainer.sync_step:
+            return
+        first = int(self._first)
+        if first < 0:
+            return
+        values = self._terms.tolist()
+        name = next((n for n, v in zip(names, values) if not math.isfinite(v)), names[0])
+        value = values[names.index(name)]
+        found = "" if first == step else (
+            f" (found at step {step}: weights since step {first} are not finite; "
+            "resume from the last checkpoint)")
+        raise NonFiniteLossError(
+            f"step {first}: loss term '{name}' is {value}; stopping before the optimizer step "
+            f"of step {step}{found}")
 
 
 class PeriodicWriter(HookBase):

@@ -2,6 +2,13 @@
 
 The trainer knows nothing about CLIP or COSMOS. Everything periodic (schedules, logging,
 checkpoints, evaluation, EMA, NaN guard) is a hook. ``trainer.iter`` counts completed steps.
+
+Host synchronisation: a step turns device values (loss terms, gradient norm, the model's extra
+metrics) into Python numbers only when ``trainer.sync_step`` is True: at steps that are a
+multiple of some hook's ``period`` (the metric writer's ``train.log_period``, checkpoints,
+evaluation), at the last step and when a stop was requested. Other steps queue their work on
+the device without waiting for it. With several processes every step still runs one small
+``all_reduce`` (two numbers) to agree on a stop request.
 """
 from __future__ import annotations
 
@@ -9,7 +16,7 @@ import contextlib
 import logging
 import time
 import weakref
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 import torch
 from torch import nn
@@ -24,7 +31,11 @@ logger = logging.getLogger(__name__)
 
 
 class HookBase:
-    """Called by the trainer around each step; state from ``state_dict`` goes in checkpoints."""
+    """Called by the trainer around each step; state from ``state_dict`` goes in checkpoints.
+
+    A hook that acts every ``period`` steps exposes it as ``self.period``: the trainer then
+    synchronises with the device (loss values, NaN check) at those steps (``trainer.sync_step``).
+    """
 
     trainer: "Trainer"
 
@@ -68,6 +79,9 @@ class Trainer:
         grad_clip: max global gradient norm, or None.
         forward_model: what runs the forward pass when it is not ``model`` itself: the DDP or
             FSDP wrapper of ``model``. Hooks, checkpoints and evaluation always see ``model``.
+        batch_augment: ``batch_augment(batch, device) -> batch``, run on each batch as it
+            leaves the loader (e.g. ``batch_augments.dino_photometric``: the photometric half of
+            the fast multi-crop, on the training device), or None.
 
     With several processes the logged loss terms are averaged over ranks, and a stop request
     (:mod:`cosmos.launch.preemption`) on any rank stops every rank after the same step: the
@@ -77,8 +91,10 @@ class Trainer:
     def __init__(self, model: nn.Module, data_loader: Iterable, optimizer: torch.optim.Optimizer,
                  max_iter: int, device: torch.device, amp_dtype: Optional[str] = None,
                  grad_clip: Optional[float] = None,
-                 forward_model: Optional[nn.Module] = None) -> None:
+                 forward_model: Optional[nn.Module] = None,
+                 batch_augment: Optional[Callable[[Any, torch.device], Any]] = None) -> None:
         self.model, self.data_loader, self.optimizer = model, data_loader, optimizer
+        self.batch_augment = batch_augment
         self.forward_model = forward_model if forward_model is not None else model
         self.max_iter, self.device, self.grad_clip = int(max_iter), device, grad_clip
         if device.type != "cuda":
@@ -90,6 +106,7 @@ class Trainer:
         self.hooks: List[HookBase] = []
         self.loss_dict: Dict[str, torch.Tensor] = {}
         self.stop_signal: Optional[int] = None  # agreed across ranks: stop after this step
+        self.sync_step = True  # this step turns device values into Python numbers (module doc)
         self._data_iter = None
 
     def register_hooks(self, hooks: Iterable[Optional[HookBase]]) -> None:
@@ -125,10 +142,20 @@ class Trainer:
         finally:
             self._call("after_train")
 
+    def _is_sync_step(self, step: int) -> bool:
+        """True at the last step and at multiples of any hook's ``period`` (same on all ranks)."""
+        if step >= self.max_iter:
+            return True
+        periods = (getattr(h, "period", 0) for h in self.hooks)
+        return any(isinstance(p, int) and p > 0 and step % p == 0 for p in periods)
+
     def run_step(self) -> None:
         start = time.perf_counter()
+        self.sync_step = self._is_sync_step(self.iter + 1)
         batch = next(self._data_iter)
         data_time = time.perf_counter() - start
+        if self.batch_augment is not None:
+            batch = self.batch_augment(batch, self.device)
         batch = move_to_device(batch, self.device)
         with self.autocast():
             loss_dict = self.forward_model(batch)
@@ -136,45 +163,59 @@ class Trainer:
         self.scaler.scale(loss_dict["loss"]).backward()
         self.loss_dict = self._reduce_across_ranks(loss_dict)
         self._call("after_backward")
+        grad_norm = None
         if self.grad_clip:
             self.scaler.unscale_(self.optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-            self.storage.put_scalar("grad_norm", float(grad_norm))
         self.scaler.step(self.optimizer)
         self.scaler.update()
         step_time = time.perf_counter() - start
         batch_size = batch.get("batch_size", 0) if isinstance(batch, dict) else 0
-        self.storage.put_scalars(**{k: float(v) for k, v in self.loss_dict.items()})
+        if self.sync_step:  # device → host: the only waits of a step (module docstring)
+            self.storage.put_scalars(**{k: float(v) for k, v in self.loss_dict.items()})
+            if grad_norm is not None:
+                self.storage.put_scalar("grad_norm", float(grad_norm))
+            extra = getattr(self.model, "extra_metrics", None)
+            if callable(extra):
+                self.storage.put_scalars(**extra())
         self.storage.put_scalars(time=step_time, data_time=data_time,
                                  lr=self.optimizer.param_groups[0]["lr"])
         if batch_size:
             self.storage.put_scalar("pairs_per_s", batch_size * get_world_size() / step_time)
-        extra = getattr(self.model, "extra_metrics", None)
-        if callable(extra):
-            self.storage.put_scalars(**extra())
         data_metrics = getattr(self.data_loader, "metrics", None)
         if callable(data_metrics):  # e.g. data/samples, data/bad_fraction
             self.storage.put_scalars(**data_metrics())
 
     def _reduce_across_ranks(self, loss_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        """Loss terms averaged over ranks (detached), and ``stop_signal`` agreed by all ranks.
+        """Loss terms (detached), averaged over ranks at sync steps, and ``stop_signal`` agreed by
+        all ranks.
 
-        One ``all_reduce`` of [terms..., signal] per step; a NaN on any rank reaches all of them.
+        One ``all_reduce`` per step: the stop flags, plus the loss terms at sync steps (a step
+        that becomes one through a stop request reduces its terms in a second one), so a NaN on
+        any rank reaches all of them by the next sync step. Other steps return this rank's terms.
         """
         values = {k: v.detach().float() for k, v in loss_dict.items()}
         requested = preemption.stop_requested()
         if get_world_size() == 1:
             self.stop_signal = requested
+            self.sync_step = self.sync_step or requested is not None
             return values
         device = loss_dict["loss"].device
         flags = torch.tensor([float(requested is not None), float(requested or 0)], device=device)
-        packed = torch.cat([torch.stack(list(values.values())), flags])
+        terms = torch.stack(list(values.values()))
+        packed = torch.cat([terms, flags]) if self.sync_step else flags
         torch.distributed.all_reduce(packed)
         world = get_world_size()
         signalled, signum_sum = packed[-2].item(), packed[-1].item()
         # a rank that was not signalled stops with the signal the others got
         self.stop_signal = requested if requested is not None else (
             round(signum_sum / signalled) if signalled else None)
+        if not self.sync_step and self.stop_signal is not None:  # agreed by all: reduce terms now
+            self.sync_step = True
+            packed = torch.cat([terms, flags])
+            torch.distributed.all_reduce(packed[:-2])
+        if not self.sync_step:
+            return values
         return {k: packed[i] / world for i, k in enumerate(values)}
 
     # -- checkpoint state -------------------------------------------------------------

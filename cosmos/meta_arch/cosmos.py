@@ -11,6 +11,7 @@ from torch import nn
 from cosmos.ema.teacher import make_teacher
 from cosmos.models.cross_attention import cross_modal_embedding
 from cosmos.registry import META_ARCHS
+from cosmos.utils.errors import ConfigError
 
 
 def caption_major(tokens: torch.Tensor) -> torch.Tensor:
@@ -22,6 +23,14 @@ def padding_mask(tokens: torch.Tensor) -> torch.Tensor:
     """(B, L) True at positions after each sequence's EOT (the argmax token)."""
     eot = tokens.argmax(dim=-1, keepdim=True)
     return torch.arange(tokens.shape[-1], device=tokens.device)[None, :] > eot
+
+
+def trim_padding(rows: torch.Tensor) -> torch.Tensor:
+    """(N, L) token ids → (N, L') cut after the last EOT (argmax) of any row.
+
+    One host synchronisation (the length), the price of a shorter sequence.
+    """
+    return rows[:, : int(rows.argmax(dim=-1).max()) + 1]
 
 
 @META_ARCHS.register(name="cosmos")
@@ -37,9 +46,13 @@ class COSMOS(nn.Module):
         cross_attention: off = distil the student's own normalized embeddings (no poolers).
         distillation: off = CLIP loss on the crops only (no teacher forward).
         num_global_captions: captions that go through the teacher (official: 2).
-        trim_text_padding: run global and local captions through the text tower cut to their
-            group's longest caption (exact for pooled embeddings; requires
-            ``mask_text_padding=True`` so that the dropped padding keys were masked anyway).
+        trim_text_padding: run captions through the text tower cut to their group's longest
+            caption (the causal tower's pooled EOT embedding does not see later positions, so
+            this is exact). With ``mask_text_padding=True`` the groups are the global and the
+            local captions; without it (official: caption 1's padded positions are
+            cross-attention keys) caption 1 keeps its full context and the groups are the
+            other global captions and the local captions. The teacher's global captions are
+            trimmed to their longest too.
     """
 
     def __init__(self, student: nn.Module, clip_loss: nn.Module, distill_loss: nn.Module,
@@ -48,9 +61,6 @@ class COSMOS(nn.Module):
                  distillation: bool = True, num_global_captions: int = 2,
                  trim_text_padding: bool = False) -> None:
         super().__init__()
-        if trim_text_padding and not mask_text_padding:
-            raise ValueError("trim_text_padding=True needs mask_text_padding=True: without the mask "
-                             "the official code attends to padding keys, which trimming would drop")
         self.trim_text_padding = trim_text_padding
         self.student = student
         self.teacher = make_teacher(student)
@@ -85,11 +95,19 @@ class COSMOS(nn.Module):
             pooled, feats = text(rows)
             return pooled, feats[:batch], rows[:batch]
         split = self.num_global_captions * batch
+        if self.mask_text_padding:  # caption 1's padding is masked: trim it with its group
+            groups, first_full = (rows[:split], rows[split:]), None
+        else:  # official: caption 1's padded positions are keys, it keeps its full context
+            groups, first_full = (rows[batch:split], rows[split:]), rows[:batch]
         pooled, first = [], None
-        for group in (rows[:split], rows[split:]):
+        if first_full is not None:
+            p, feats = text(first_full)
+            pooled.append(p)
+            first = (feats, first_full)
+        for group in groups:
             if group.shape[0] == 0:
                 continue
-            group = group[:, : int(group.argmax(dim=-1).max()) + 1]   # up to the last EOT
+            group = trim_padding(group)
             p, feats = text(group)
             pooled.append(p)
             first = first if first is not None else (feats[:batch], group[:batch])
@@ -129,6 +147,8 @@ class COSMOS(nn.Module):
         """Teacher's normalized embeddings of the global crops and the global captions."""
         enc = self.teacher.encoder
         global_rows = caption_major(tokens[:, : self.num_global_captions])
+        if self.trim_text_padding:  # only pooled embeddings are used: exact
+            global_rows = trim_padding(global_rows)
         return {"image": enc.encode_image(torch.cat(list(global_crops)), normalize=True),
                 "text": enc.encode_text(global_rows, normalize=True)}
 
@@ -154,6 +174,10 @@ class COSMOS(nn.Module):
         return losses
 
     def forward(self, batch: Dict) -> Dict[str, torch.Tensor]:
+        if "global_crops" not in batch and "global_crops_uint8" in batch:
+            raise ConfigError("the batch holds uint8 crops (image_crops.cosmos_multicrop_fast) "
+                              "but no batch augmentation made them model inputs: set "
+                              "dataloader.augment=batch_augments.dino_photometric")
         return self.forward_explicit(batch["global_crops"], batch.get("local_crops") or [],
                                      batch["tokens"])
 

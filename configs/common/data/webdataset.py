@@ -8,7 +8,10 @@ from cosmos.data import ClipTokenizer, ShardStream
 dataloader = dict(
     train=L(ShardStream)(
         urls="???",
-        image_transform=L("image_crops.cosmos_multicrop")(
+        # geometry on uint8 in the workers; the photometric half runs batched on the training
+        # device (`augment` below); same draws and pixels as "image_crops.cosmos_multicrop",
+        # the per-sample path (set it and `dataloader.augment=null` to use it)
+        image_transform=L("image_crops.cosmos_multicrop_fast")(
             global_size=224, local_size=96, num_global=2, num_local=6,
             global_scale=(0.4, 1.0), local_scale=(0.05, 0.4)),
         text_transform=L("text_crops.cosmos_textcrop")(
@@ -21,4 +24,6 @@ dataloader = dict(
         interleave=4,
         max_bad_fraction=0.01,
     ),
+    # colour jitter, grayscale, blur, solarize, CLIP normalisation of the crops, batched
+    augment=L("batch_augments.dino_photometric")(),
 )

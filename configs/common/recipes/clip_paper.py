@@ -12,6 +12,7 @@ from ..train import train
 dataloader.train.image_transform = L("image_crops.clip_single")(size=224, scale=(0.9, 1.0))
 dataloader.train.text_transform = L("text_crops.sampled_caption")(
     max_global_sentences=5, pools=("raw", "short", "long"))
+dataloader.augment = None  # no multi-crop: nothing to do on the device
 optimizer.lr = 5e-4
 optimizer.betas = (0.9, 0.98)
 optimizer.eps = 1e-8
