@@ -240,7 +240,7 @@ def long_caption(objects: Sequence[Dict[str, Any]], background: Dict[str, str],
     :class:`SyntheticScenes` item: ``long_caption(item["objects"], item["background"],
     item["wording"]) == item["captions"]["long"]``. With one attribute changed (a colour,
     shape, position or background colour name) the sentences keep their templates and word
-    choices; only that attribute's words change (and an article before them, a/an).
+    choices; only that attribute's words change.
     """
     if len(wording["objects"]) != len(objects):
         raise ValueError(f"{len(wording['objects'])} object wordings for {len(objects)} objects")
@@ -433,7 +433,8 @@ def _generate_scene(size: int, num_small_range: Tuple[int, int],
     center = tuple(size * (0.5 + rng.uniform(-_LARGE_JITTER, _LARGE_JITTER, 2)))
     radius = size * rng.uniform(*_LARGE_DIAMETER) / 2.0
     angle = np.deg2rad(rng.uniform(-_ROTATION_DEG, _ROTATION_DEG))
-    _draw_object(image, mask, instances, large, center, radius, angle, _object_rgb(large["color"], rng))
+    _draw_object(image, mask, instances, large, center, radius, angle,
+                 _object_rgb(large["color"], rng))
     objects = [large]
     count = int(rng.integers(num_small_range[0], num_small_range[1] + 1))
     cells = rng.choice(len(_GRID_CELLS), size=count, replace=False)
@@ -443,8 +444,8 @@ def _generate_scene(size: int, num_small_range: Tuple[int, int],
                  "position": _POSITION_NAMES[cell]}
         radius = size * rng.uniform(*_SMALL_DIAMETER) / 2.0
         angle = np.deg2rad(rng.uniform(-_ROTATION_DEG, _ROTATION_DEG))
-        _draw_object(image, mask, instances, small, _small_center(cell, radius, size, rng), radius, angle,
-                     _object_rgb(color, rng))
+        _draw_object(image, mask, instances, small, _small_center(cell, radius, size, rng),
+                     radius, angle, _object_rgb(color, rng))
         objects.append(small)
     pixels = np.clip(np.rint(image), 0, 255).astype(np.uint8)
     return {"image": pixels, "mask": mask, "instances": instances, "objects": objects,

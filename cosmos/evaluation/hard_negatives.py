@@ -71,7 +71,8 @@ def allowed_changes(objects: Sequence[Dict[str, Any]], background: Dict[str, str
         return [(0, s) for s in SHAPES if s != dominant["shape"]]
     if kind == "background":
         return [(None, b) for b in BACKGROUNDS if b != background["color"]]
-    raise ConfigError(f"{NAME}: unknown attribute kind {kind!r}; expected one of {', '.join(KINDS)}")
+    raise ConfigError(f"{NAME}: unknown attribute kind {kind!r}; expected one of "
+                      f"{', '.join(KINDS)}")
 
 
 def changed_caption(objects: Sequence[Dict[str, Any]], background: Dict[str, str],
@@ -105,13 +106,14 @@ class HardNegativeEvaluator:
     Args:
         dataset: held-out scenes with the fields of :data:`FIELDS` (``datasets.synthetic_scenes``).
         transform: PIL image → ``{"images": (3, H, W)}``; tokenizer: list of str → (N, L) ids.
-        num_negatives: K negatives per scene and kind (chance 1 / (K + 1)).
+        num_negatives: K negatives per scene and kind, chance 1 / (K + 1). The default 1 is
+            SugarCrepe's two-way choice; each scene costs 1 + 6 K captions to embed.
         kinds: the attribute kinds to test (default all six).
         seed: seeds the choice of negatives.
         num_samples: evaluate on the first N scenes (default all).
     """
 
-    def __init__(self, dataset, transform: Callable, tokenizer: Callable, num_negatives: int = 3,
+    def __init__(self, dataset, transform: Callable, tokenizer: Callable, num_negatives: int = 1,
                  kinds: Sequence[str] = KINDS, seed: int = 0, batch_size: int = 64,
                  num_samples: Optional[int] = None) -> None:
         if num_negatives < 1:
@@ -151,7 +153,8 @@ class HardNegativeEvaluator:
             sample = self.dataset[i]
             require_fields(sample, FIELDS, NAME)
             sentences = list(sample["captions"]["long"])
-            if long_caption(sample["objects"], sample["background"], sample["wording"]) != sentences:
+            rebuilt = long_caption(sample["objects"], sample["background"], sample["wording"])
+            if rebuilt != sentences:
                 raise DataError(f"{NAME}: scene {sample.get('key', i)}: its 'wording' does not "
                                 f"rebuild its long caption; the negatives would be worded "
                                 f"differently")
