@@ -139,6 +139,11 @@ def test_config_axis_names_runs_and_points_that_do_not_load_are_recorded() -> No
     assert [r.status_cell() for r in runs[2:]] == ["failed: config file not found: x/bad.py"] * 2
     with pytest.raises(CosmosError, match="config file not found"):  # nothing would run
         S.check_runs(runs[2:], "", [], load)
+    metrics = {"s/hard_negatives/small_color": 1.0, "s/hard_negatives/small_color_chance": 50.0,
+               "s/hard_negatives/mean": 2.0, "loss": 3.0, "s/seg/mIoU": 4.0}
+    assert S.select(metrics, ["*hard_negatives/*", "!*_chance", "loss"]) == [
+        "s/hard_negatives/mean", "s/hard_negatives/small_color", "loss"]
+    assert S.select(metrics, S.DEFAULT_METRICS) == ["s/seg/mIoU", "s/hard_negatives/mean", "loss"]
     assert S.one_line("x" * 500).endswith("…") and len(S.one_line("x" * 500)) == S.MAX_ERROR_CHARS
 
 

@@ -28,8 +28,10 @@ from cosmos.utils.atomic import atomic_write_text
 from cosmos.utils.errors import CosmosError
 
 # Final metrics shown by default (fnmatch patterns over the keys of eval/results.json, plus the
-# last training loss): the headline numbers, not every per-class IoU.
-DEFAULT_METRICS = ("*R@1", "*top1", "*mIoU", "loss")
+# last training loss; "!PATTERN" leaves keys out): the headline numbers, not every per-class
+# IoU nor the constant chance levels.
+DEFAULT_METRICS = ("*R@1", "*top1", "*mIoU", "*hard_negatives/mean", "*object/mAP", "loss",
+                   "!*_chance")
 MANIFEST = "sweep.json"
 CONFIG_KEY = "config"       # a grid axis over config files
 MAX_ERROR_CHARS = 160
@@ -248,10 +250,13 @@ def final_metrics(output_dir: str) -> Tuple[str, Dict[str, float]]:
 
 
 def select(metrics: Dict[str, float], patterns: Sequence[str]) -> List[str]:
-    """Metric names matching any pattern, in pattern order, then sorted."""
+    """Metric names matching any pattern, in pattern order, then sorted; a pattern ``!P``
+    leaves out every name matching ``P``."""
+    skip = [p[1:] for p in patterns if p.startswith("!")]
     chosen: List[str] = []
-    for pattern in patterns:
-        chosen += sorted(k for k in metrics if fnmatch.fnmatch(k, pattern) and k not in chosen)
+    for pattern in (p for p in patterns if not p.startswith("!")):
+        chosen += sorted(k for k in metrics if fnmatch.fnmatch(k, pattern) and k not in chosen
+                         and not any(fnmatch.fnmatch(k, s) for s in skip))
     return chosen
 
 
