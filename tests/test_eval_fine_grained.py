@@ -301,7 +301,8 @@ def test_object_retrieval_by_hand() -> None:
     assert out["object/mAP"] == pytest.approx(100 * (0.75 + 0.25 + chance_ap[2] + 1 + 0.25) / 5)
     assert out["object/R@1"] == pytest.approx(100 * (1 + 0 + 0.5 + 1 + 0) / 5)
     assert out["object/R@2"] == pytest.approx(100 * (1 + 0 + 5 / 6 + 1 + 0) / 5)
-    assert out["object/mAP_chance"] == pytest.approx(100 * (2 * chance_ap[2] + 3 * chance_ap[1]) / 5)
+    assert out["object/mAP_chance"] == pytest.approx(
+        100 * (2 * chance_ap[2] + 3 * chance_ap[1]) / 5)
     assert out["object/R@1_chance"] == pytest.approx(100 * 7 / 4 / 5)
     # shape_color: positives {0,1,2} {0} {0,1,2} {0,1,2} {3}; q0 ranks 1,2,4; q3 ranks 1,3,4
     assert out["shape_color/positives"] == pytest.approx(11 / 5)
