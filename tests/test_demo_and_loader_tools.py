@@ -29,14 +29,28 @@ def test_demo_trains_both_and_compares(tmp_path, synthetic_shards) -> None:
                 "evaluation.segmentation.dataset.num_samples=4", "train.checkpoint_period=1"])
     assert res.returncode == 0, res.stderr[-3000:]
     table = (out / "comparison.md").read_text()
-    rows = re.findall(r"^\| ([a-z].*?) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$", table, flags=re.M)
-    assert [r[0] for r in rows] == ["full caption i2t R@1", "full caption t2i R@1",
-                                    "small-object sentence t2i R@10", "shape classification top-1",
-                                    "segmentation mIoU"]
+    assert "Held-out synthetic scenes (6)" in table
+    rows = re.findall(r"^\| ([a-z].*?) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]*) \|$",
+                      table, flags=re.M)
+    labels = [r[0] for r in rows]
+    assert labels[:3] == ["hard negative: small-object colour", "hard negative: small-object shape",
+                          "hard negative: small-object position"]       # fine-grained first
+    assert labels[-5:] == ["full caption i2t R@1", "full caption t2i R@1",
+                           "small-object sentence t2i R@10", "shape classification top-1",
+                           "segmentation mIoU"]                          # the first demo's rows
+    row = dict(zip(labels, rows))
     clip = json.loads((out / "clip" / "eval" / "results.json").read_text())
-    assert float(rows[0][1]) == round(clip["student/synthetic/retrieval/i2t_R@1"], 1)
+    assert float(row["full caption i2t R@1"][1]) == round(clip["student/synthetic/retrieval/i2t_R@1"], 1)
+    assert float(row["hard negative: small-object colour"][1]) == \
+        round(clip["student/hard_negatives/small_color"], 1)
     cosmos = json.loads((out / "cosmos" / "eval" / "results.json").read_text())
-    assert float(rows[3][3]) == round(cosmos["teacher/synthetic/classification/top1"], 1)
+    assert float(row["shape classification top-1"][3]) == \
+        round(cosmos["teacher/synthetic/classification/top1"], 1)
+    assert float(row["segmentation IoU: small objects"][2]) == \
+        round(cosmos["student/segmentation/small/mIoU"], 1)
+    # chance: 1 of 2 captions; R@1 of one correct scene among 6; none for mIoU
+    assert row["hard negative: background colour"][4] == "50.0"
+    assert row["full caption t2i R@1"][4] == "16.7" and row["segmentation mIoU"][4] == ""
     assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
     _check_report(out)
 
@@ -44,7 +58,12 @@ def test_demo_trains_both_and_compares(tmp_path, synthetic_shards) -> None:
 def _check_report(out) -> None:
     """report.md: the table, and every picture it links exists and is a non-blank PNG."""
     report = (out / "report.md").read_text()
-    assert "| metric | cosmos | clip |" in report and "student/segmentation/mIoU" in report
+    assert "| metric | cosmos | clip | chance |" in report
+    assert "student/segmentation/mIoU" in report
+    lines = report.splitlines()
+    first = lines[lines.index("| metric | cosmos | clip | chance |") + 2]
+    assert first.startswith("| student/hard_negatives/")                 # fine-grained first
+    assert "| student/hard_negatives/background |" in report and "_chance |" not in report
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
     kinds = {"comparison.png", "compare_losses.png", "losses.png", "attention", "seg_"}
     assert all(any(k in link for link in links) for k in kinds), links

@@ -11,8 +11,8 @@ from PIL import Image
 
 from cosmos.data import synthetic
 from cosmos.data.synthetic import (
-    COLORS, SEGMENTATION_CLASSES, SHAPES, SyntheticScenes, class_names, describe_object,
-    prompt_templates,
+    BACKGROUNDS, COLORS, PATTERNS, SEGMENTATION_CLASSES, SHAPES, SMALL_POSITIONS,
+    SyntheticScenes, class_names, describe_object, long_caption, prompt_templates,
 )
 
 
@@ -165,6 +165,52 @@ def test_describe_object() -> None:
     for text in texts:
         assert "orange star" in text and text.endswith(".") and text.count(".") == 1
         assert "right" in text
+
+
+def test_attributes_and_wording_rebuild_the_long_caption(dataset: SyntheticScenes) -> None:
+    for i in range(len(dataset)):
+        sample = dataset[i]
+        background = sample["background"]
+        assert background["color"] in BACKGROUNDS and background["pattern"] in PATTERNS
+        assert background["color"] in sample["captions"]["long"][-1]
+        assert long_caption(sample["objects"], background, sample["wording"]) == \
+            sample["captions"]["long"]
+        assert all(o["position"] in SMALL_POSITIONS for o in sample["objects"][1:])
+
+
+def test_a_changed_attribute_changes_only_its_words() -> None:
+    objects = [{"shape": "circle", "color": "red", "size": "large", "position": "center"},
+               {"shape": "square", "color": "blue", "size": "small", "position": "top left"}]
+    background = {"color": "gray", "pattern": "stripes"}
+    wording = {"objects": [{"size": 0, "position": 0, "template": 0},
+                           {"size": 1, "position": 0, "template": 2}],
+               "background": {"pattern": 0, "template": 0}}
+    assert long_caption(objects, background, wording) == [
+        "A large red circle fills the center of the image.",
+        "A tiny blue square appears in the top left corner.",
+        "The background is a striped gray surface."]
+    small = dict(objects[1], color="orange", position="bottom right")
+    dominant = dict(objects[0], color="orange", shape="star")
+    assert long_caption([dominant, small], dict(background, color="olive"), wording) == [
+        "A large orange star fills the center of the image.",
+        "A tiny orange square appears in the bottom right corner.",
+        "The background is a striped olive surface."]
+    with pytest.raises(ValueError, match="wording index 5"):
+        long_caption(objects, background, dict(wording, background={"pattern": 0,
+                                                                     "template": 5}))
+
+
+def test_instances_match_the_mask_and_the_objects(dataset: SyntheticScenes) -> None:
+    for i in range(len(dataset)):
+        sample = dataset[i]
+        instances, mask = sample["instances"], sample["mask"]
+        assert instances.dtype == torch.long and instances.shape == mask.shape
+        assert torch.equal(instances == 0, mask == 0)
+        assert int(instances.max()) == len(sample["objects"])
+        for k, obj in enumerate(sample["objects"]):
+            pixels = instances == k + 1
+            assert pixels.any()
+            assert bool((mask[pixels] == _shape_id(obj["shape"])).all())
 
 
 def test_num_small_range() -> None:

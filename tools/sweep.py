@@ -9,14 +9,15 @@ With SLURM (sbatch on PATH) the grid is one job array, each element a requeueabl
 like tools/submit.py's; without it (or with --launcher local) the runs go one after another on
 this machine. Each run writes to <out>/<name>; the sweep writes sweep.md, sweep.csv and
 sweep.png there (with --wait, or later with --collect <out>). Lists are comma-separated
-(``--metrics '*R@1,loss'``).
+(``--metrics '*R@1,loss'``). A grid axis ``config=[A.py,B.py]`` varies the config file (then
+--config-file is not needed); a run that fails is recorded as "failed: <reason>" and the
+next one runs; a varying ``train.seed`` adds mean ± std over seeds (sweep.md,
+sweep_mean.csv). See docs/distributed.md.
 """
 import argparse
 import os
 import shutil
-import subprocess
 import sys
-import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -57,50 +58,39 @@ def finish(sweep_dir: str, runs, patterns) -> int:
     return 1 if S.failed_runs(runs) else 0
 
 
-def run_locally(config_file: str, fixed, runs) -> None:
-    for i, run in enumerate(runs, 1):
-        print(f"[{i}/{len(runs)}] {run.name}", flush=True)
-        start = time.time()
-        overrides = [*fixed, *(f"{k}={v}" for k, v in run.overrides.items()),
-                     f"train.output_dir={run.output_dir}"]
-        res = subprocess.run([sys.executable, os.path.join(REPO, "tools", "train_net.py"),
-                              "--config-file", config_file, *overrides],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        run.status = "done" if res.returncode == 0 else "failed"
-        reason = res.stderr.strip().splitlines()[-1] if res.returncode and res.stderr.strip() else ""
-        print(f"      {run.status} in {time.time() - start:.0f} s {reason}", flush=True)
-
-
 def main(args: argparse.Namespace) -> int:
     if args.collect:
         data, runs = S.load_manifest(args.collect)
         return finish(args.collect, runs, args.metrics)
-    if not args.config_file:
-        raise CosmosError("--config-file is required (or --collect SWEEP_DIR)")
     grid = S.parse_grid(args.grid)
-    points = S.expand(grid)
+    by_config = S.CONFIG_KEY in dict(grid)
+    if by_config == bool(args.config_file):
+        raise CosmosError("give the config either as --config-file or as a grid axis "
+                          f"{S.CONFIG_KEY}=[A.py,B.py] (or --collect SWEEP_DIR)")
     fixed = [o for o in args.opts if not o.startswith("train.output_dir=")]
-    for point in points:  # every point must be a valid config before anything starts
-        load_config(args.config_file, [*fixed, *(f"{k}={v}" for k, v in point.items())])
-    name = os.path.splitext(os.path.basename(args.config_file))[0]
-    sweep_dir = os.path.abspath(prepare_output_dir(args.out or
-                                                   os.path.join("runs", "sweeps", name)))
-    runs = S.plan(points, sweep_dir)
-    config_file = os.path.abspath(args.config_file)
+    name = os.path.splitext(os.path.basename(args.config_file or "configs"))[0]
+    sweep_dir = os.path.abspath(args.out or os.path.join("runs", "sweeps", name))
+    runs = S.plan(S.expand(grid), sweep_dir)
+    config_file = os.path.abspath(args.config_file) if args.config_file else ""
+    runnable = S.check_runs(runs, config_file, fixed, load_config)  # before anything starts
+    prepare_output_dir(sweep_dir)
     launcher = args.launcher
     if launcher == "auto":
         launcher = "slurm" if shutil.which("sbatch") else "local"
     print(f"sweep of {len(runs)} runs ({launcher}) in {sweep_dir}")
+    for run in runs:
+        if run.status == "failed":
+            print(f"  {run.name}: failed: {run.error}", flush=True)
     if launcher == "local":
         S.save_manifest(sweep_dir, config_file, fixed, runs)
-        run_locally(config_file, fixed, runs)
-        S.save_manifest(sweep_dir, config_file, fixed, runs)
+        S.run_local(runs, config_file, fixed, os.path.join(REPO, "tools", "train_net.py"),
+                    on_update=lambda: S.save_manifest(sweep_dir, config_file, fixed, runs))
         return finish(sweep_dir, runs, args.metrics)
     options = options_from_args(args)
-    jobs = submit_array([train_args(config_file, [*fixed, *(f"{k}={v}" for k, v in r.overrides.items()),
-                                                  f"train.output_dir={r.output_dir}"]) for r in runs],
-                        os.path.join(sweep_dir, "submitit"), options)
-    for run, job in zip(runs, jobs):
+    jobs = submit_array([train_args(r.config_file(config_file), [
+        *fixed, *r.config_overrides(), f"train.output_dir={r.output_dir}"]) for r in runnable],
+        os.path.join(sweep_dir, "submitit"), options)
+    for run, job in zip(runnable, jobs):
         run.job_id, run.status = str(job.job_id), "submitted"
         print(f"  job {job.job_id}: {run.name}")
     S.save_manifest(sweep_dir, config_file, fixed, runs)
@@ -108,9 +98,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"collect the results with: python tools/sweep.py --collect {sweep_dir}")
         return 0
     failures = wait_for(jobs)
-    for run in runs:
+    for run in runnable:
         if run.job_id in failures:
-            run.status = "failed"
+            run.fail(failures[run.job_id])
             print(f"job {run.job_id} ({run.name}) failed: {failures[run.job_id]}", file=sys.stderr)
     S.save_manifest(sweep_dir, config_file, fixed, runs)
     return finish(sweep_dir, runs, args.metrics)

@@ -34,8 +34,8 @@ from torch.utils.data import Dataset
 from cosmos.registry import DATASETS
 
 __all__ = [
-    "SHAPES", "COLORS", "BACKGROUNDS", "PATTERNS", "SEGMENTATION_CLASSES", "SyntheticScenes",
-    "class_names", "prompt_templates", "describe_object",
+    "SHAPES", "COLORS", "BACKGROUNDS", "PATTERNS", "SEGMENTATION_CLASSES", "SMALL_POSITIONS",
+    "SyntheticScenes", "class_names", "prompt_templates", "describe_object", "long_caption",
 ]
 
 SHAPES: Tuple[str, ...] = (
@@ -77,6 +77,8 @@ _POSITION_NAMES = {
     (1, 0): "left", (1, 1): "center", (1, 2): "right",
     (2, 0): "bottom left", (2, 1): "bottom", (2, 2): "bottom right",
 }
+# Where small objects can be: the 3x3 grid cells in words, the center cell excluded.
+SMALL_POSITIONS: Tuple[str, ...] = tuple(_POSITION_NAMES[cell] for cell in _GRID_CELLS)
 _POSITION_PHRASES: Dict[str, Tuple[str, ...]] = {
     "top left": ("in the top left corner", "at the top left", "in the upper left"),
     "top": ("near the top", "at the top", "in the upper middle"),
@@ -179,22 +181,72 @@ def _fix_article(match: "re.Match[str]") -> str:
     return f"{article} {match.group(2)}"
 
 
+def _draw_object_wording(obj: Dict[str, Any], rng: np.random.Generator) -> Dict[str, int]:
+    """The random word choices of one object sentence, as indices (size word, position phrase,
+    template); drawn in this order, one ``rng.integers`` each."""
+    position = obj.get("position", _default_position(obj))
+    return {"size": int(rng.integers(len(_SIZE_WORDS[obj["size"]]))),
+            "position": int(rng.integers(len(_POSITION_PHRASES[position]))),
+            "template": int(rng.integers(len(_object_templates(obj))))}
+
+
+def _default_position(obj: Dict[str, Any]) -> str:
+    return "center" if obj["size"] == "large" else "top left"
+
+
+def _object_templates(obj: Dict[str, Any]) -> Tuple[str, ...]:
+    return _LARGE_TEMPLATES if obj["size"] == "large" else _SMALL_TEMPLATES
+
+
+def _pick(options: Sequence[str], index: int, what: str) -> str:
+    if not 0 <= index < len(options):
+        raise ValueError(f"{what} wording index {index} outside [0, {len(options)})")
+    return options[index]
+
+
+def _compose_object(obj: Dict[str, Any], wording: Dict[str, int]) -> str:
+    position = obj.get("position", _default_position(obj))
+    return _fill(_pick(_object_templates(obj), wording["template"], "template"),
+                 size=_pick(_SIZE_WORDS[obj["size"]], wording["size"], "size"),
+                 color=obj["color"], shape=obj["shape"],
+                 pos=_pick(_POSITION_PHRASES[position], wording["position"], "position"))
+
+
 def describe_object(obj: Dict[str, Any], rng: np.random.Generator) -> str:
     """One sentence about ``obj`` (keys ``shape``, ``color``, ``size``, optional ``position``).
 
     The sentence names the object's colour and shape, ends with '.' and has no other '.'.
     """
-    size = _choice(rng, _SIZE_WORDS[obj["size"]])
-    default_pos = "center" if obj["size"] == "large" else "top left"
-    pos = _choice(rng, _POSITION_PHRASES[obj.get("position", default_pos)])
-    templates = _LARGE_TEMPLATES if obj["size"] == "large" else _SMALL_TEMPLATES
-    return _fill(_choice(rng, templates), size=size, color=obj["color"], shape=obj["shape"],
-                 pos=pos)
+    return _compose_object(obj, _draw_object_wording(obj, rng))
 
 
-def _describe_background(bg_name: str, pattern: str, rng: np.random.Generator) -> str:
-    word = _choice(rng, _PATTERN_WORDS[pattern])
-    return _fill(_choice(rng, _BACKGROUND_TEMPLATES), pattern=word, bg=bg_name)
+def _draw_background_wording(pattern: str, rng: np.random.Generator) -> Dict[str, int]:
+    return {"pattern": int(rng.integers(len(_PATTERN_WORDS[pattern]))),
+            "template": int(rng.integers(len(_BACKGROUND_TEMPLATES)))}
+
+
+def _compose_background(background: Dict[str, str], wording: Dict[str, int]) -> str:
+    pattern = background["pattern"]
+    return _fill(_pick(_BACKGROUND_TEMPLATES, wording["template"], "template"),
+                 pattern=_pick(_PATTERN_WORDS[pattern], wording["pattern"], "pattern"),
+                 bg=background["color"])
+
+
+def long_caption(objects: Sequence[Dict[str, Any]], background: Dict[str, str],
+                 wording: Dict[str, Any]) -> List[str]:
+    """The ``"long"`` sentences of a scene from its attributes and word choices.
+
+    ``objects``, ``background`` (``{"color", "pattern"}``) and ``wording`` as in a
+    :class:`SyntheticScenes` item: ``long_caption(item["objects"], item["background"],
+    item["wording"]) == item["captions"]["long"]``. With one attribute changed (a colour,
+    shape, position or background colour name) the sentences keep their templates and word
+    choices; only that attribute's words change.
+    """
+    if len(wording["objects"]) != len(objects):
+        raise ValueError(f"{len(wording['objects'])} object wordings for {len(objects)} objects")
+    sentences = [_compose_object(o, w) for o, w in zip(objects, wording["objects"])]
+    sentences.append(_compose_background(background, wording["background"]))
+    return sentences
 
 
 def _short_caption(large: Dict[str, Any], num_small: int, rng: np.random.Generator) -> str:
@@ -211,15 +263,17 @@ def _raw_caption(large: Dict[str, Any], rng: np.random.Generator) -> str:
     return _choice(rng, _RAW_TEMPLATES).format(color=large["color"], shape=large["shape"])
 
 
-def _make_captions(objects: List[Dict[str, Any]], bg_name: str, pattern: str,
-                   rng: np.random.Generator) -> Dict[str, Any]:
-    long = [describe_object(o, rng) for o in objects]
-    long.append(_describe_background(bg_name, pattern, rng))
-    return {
-        "long": long,
+def _make_captions(objects: List[Dict[str, Any]], background: Dict[str, str],
+                   rng: np.random.Generator) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """(captions, wording): the three caption granularities and the word choices of ``long``."""
+    wording = {"objects": [_draw_object_wording(o, rng) for o in objects],
+               "background": _draw_background_wording(background["pattern"], rng)}
+    captions = {
+        "long": long_caption(objects, background, wording),
         "short": [_short_caption(objects[0], len(objects) - 1, rng)],
         "raw": _raw_caption(objects[0], rng),
     }
+    return captions, wording
 
 
 # ------------------------------------------------------------------------ shape geometry
@@ -309,11 +363,12 @@ def _render_background(size: int, rng: np.random.Generator) -> Tuple[np.ndarray,
     return image.astype(np.float32), bg_name, pattern
 
 
-def _draw_object(image: np.ndarray, mask: np.ndarray, obj: Dict[str, Any],
-                 center: Tuple[float, float], radius: float, angle: float,
+def _draw_object(image: np.ndarray, mask: np.ndarray, instances: np.ndarray,
+                 obj: Dict[str, Any], center: Tuple[float, float], radius: float, angle: float,
                  rgb: np.ndarray) -> None:
     """Alpha-blend one anti-aliased object into ``image`` (H, W, 3) in place, write its class id
-    into ``mask`` (H, W) and its tight pixel box ``(x0, y0, x1, y1)`` (exclusive) into ``obj``."""
+    into ``mask`` (H, W), its instance number (objects drawn so far + 1) into ``instances``
+    (H, W) and its tight pixel box ``(x0, y0, x1, y1)`` (exclusive) into ``obj``."""
     size = image.shape[0]
     cx, cy = center
     reach = radius * 1.5 + 2.0
@@ -329,6 +384,7 @@ def _draw_object(image: np.ndarray, mask: np.ndarray, obj: Dict[str, Any],
     image[y0:y1, x0:x1] = window * (1.0 - alpha) + rgb[None, None, :] * alpha
     inside = dist_px <= 0.0
     mask[y0:y1, x0:x1][inside] = 1 + SHAPES.index(obj["shape"])
+    instances[y0:y1, x0:x1][inside] = int(instances.max()) + 1
     rows, cols = np.nonzero(inside)
     if rows.size:
         obj["bbox"] = (x0 + int(cols.min()), y0 + int(rows.min()),
@@ -367,15 +423,18 @@ def _small_center(cell: Tuple[int, int], radius: float, size: int,
 
 def _generate_scene(size: int, num_small_range: Tuple[int, int],
                     rng: np.random.Generator) -> Dict[str, Any]:
-    """Render one scene; returns image (H, W, 3) uint8, mask (H, W) int64, objects, bg info."""
+    """Render one scene: image (H, W, 3) uint8, mask and instances (H, W) int64, objects,
+    background colour name and pattern."""
     image, bg_name, pattern = _render_background(size, rng)
     mask = np.zeros((size, size), np.int64)
+    instances = np.zeros((size, size), np.int64)
     large = {"shape": _choice(rng, SHAPES), "color": _choice(rng, tuple(COLORS)),
              "size": "large", "position": "center"}
     center = tuple(size * (0.5 + rng.uniform(-_LARGE_JITTER, _LARGE_JITTER, 2)))
     radius = size * rng.uniform(*_LARGE_DIAMETER) / 2.0
     angle = np.deg2rad(rng.uniform(-_ROTATION_DEG, _ROTATION_DEG))
-    _draw_object(image, mask, large, center, radius, angle, _object_rgb(large["color"], rng))
+    _draw_object(image, mask, instances, large, center, radius, angle,
+                 _object_rgb(large["color"], rng))
     objects = [large]
     count = int(rng.integers(num_small_range[0], num_small_range[1] + 1))
     cells = rng.choice(len(_GRID_CELLS), size=count, replace=False)
@@ -385,12 +444,12 @@ def _generate_scene(size: int, num_small_range: Tuple[int, int],
                  "position": _POSITION_NAMES[cell]}
         radius = size * rng.uniform(*_SMALL_DIAMETER) / 2.0
         angle = np.deg2rad(rng.uniform(-_ROTATION_DEG, _ROTATION_DEG))
-        _draw_object(image, mask, small, _small_center(cell, radius, size, rng), radius, angle,
-                     _object_rgb(color, rng))
+        _draw_object(image, mask, instances, small, _small_center(cell, radius, size, rng),
+                     radius, angle, _object_rgb(color, rng))
         objects.append(small)
     pixels = np.clip(np.rint(image), 0, 255).astype(np.uint8)
-    return {"image": pixels, "mask": mask, "objects": objects, "background": bg_name,
-            "pattern": pattern}
+    return {"image": pixels, "mask": mask, "instances": instances, "objects": objects,
+            "background": bg_name, "pattern": pattern}
 
 
 # ----------------------------------------------------------------------------- dataset
@@ -405,11 +464,18 @@ class SyntheticScenes(Dataset):
     * ``image``: ``PIL.Image`` RGB, ``image_size`` x ``image_size``.
     * ``mask``: ``LongTensor`` (H, W); 0 background, else ``1 + SHAPES.index(shape)`` of the
       object visible at that pixel (see :data:`SEGMENTATION_CLASSES`).
+    * ``instances``: ``LongTensor`` (H, W); 0 background, else ``1 + i`` for ``objects[i]``
+      visible at that pixel (1 = the dominant object; small objects are drawn over it).
     * ``captions``: ``{"long": [str, ...], "short": [str], "raw": str}``; ``long`` has one
       sentence per object (dominant first) plus one final background sentence.
     * ``objects``: ``[{"shape", "color", "size": "large"|"small", "position", "bbox"}]``,
       dominant first; ``bbox = (x0, y0, x1, y1)`` in pixels, exclusive upper bounds, of the
       whole (unoccluded) object; ``position`` is its 3x3 grid cell in words.
+    * ``background``: ``{"color": name in BACKGROUNDS, "pattern": name in PATTERNS}``.
+    * ``wording``: the word choices of ``captions["long"]`` (``{"objects": [{"size",
+      "position", "template"}], "background": {"pattern", "template"}}``, indices), so that
+      :func:`long_caption` rebuilds those sentences, or their variants with one attribute
+      changed in the same words.
     * ``label``: ``SHAPES.index`` of the dominant object's shape.
     * ``key``: ``f"{split}-{index:08d}"``.
     """
@@ -453,11 +519,16 @@ class SyntheticScenes(Dataset):
         rng = self.rng(i)
         scene = _generate_scene(self.image_size, (self.min_small, self.max_small), rng)
         objects = scene["objects"]
+        background = {"color": scene["background"], "pattern": scene["pattern"]}
+        captions, wording = _make_captions(objects, background, rng)
         return {
             "image": Image.fromarray(scene["image"]),
             "mask": torch.from_numpy(scene["mask"]),
-            "captions": _make_captions(objects, scene["background"], scene["pattern"], rng),
+            "instances": torch.from_numpy(scene["instances"]),
+            "captions": captions,
             "objects": objects,
+            "background": background,
+            "wording": wording,
             "label": SHAPES.index(objects[0]["shape"]),
             "key": f"{self.split}-{i:08d}",
         }

@@ -23,11 +23,42 @@ logger = logging.getLogger(__name__)
 def embed_texts(model: nn.Module, tokenizer: Callable, texts: List[str], batch_size: int,
                 device: torch.device) -> torch.Tensor:
     """Normalized text embeddings (N, D), computed in chunks of ``batch_size``."""
-    out = []
-    for i in range(0, len(texts), batch_size):
-        tokens = tokenizer(texts[i:i + batch_size]).to(device)
-        out.append(model.encode_text(tokens, normalize=True).float().cpu())
-    return torch.cat(out)
+    return embed_tokens(model, tokenizer(texts), batch_size, device)
+
+
+def _text_lengths(tokens: torch.Tensor) -> torch.Tensor:
+    """(N,) index of the last non-padding (non-zero) token + 1."""
+    positions = torch.arange(1, tokens.shape[1] + 1).expand_as(tokens)
+    return torch.where(tokens != 0, positions, torch.zeros_like(positions)).amax(dim=1)
+
+
+@torch.no_grad()
+def embed_tokens(model: nn.Module, tokens: torch.Tensor, batch_size: int,
+                 device: torch.device) -> torch.Tensor:
+    """Normalized text embeddings (N, D) float32 on the CPU of (N, L) token ids (0 = padding).
+
+    With a causal text tower (``model.text.causal``) the texts go in order of length and each
+    chunk is cut after its longest text: the output is the same up to float rounding (the
+    size of the differences between batch sizes), and short texts cost much less.
+    """
+    if len(tokens) == 0:
+        raise ValueError("no texts to embed")
+    order = torch.arange(len(tokens))
+    lengths = None
+    if getattr(getattr(model, "text", None), "causal", False):
+        lengths = _text_lengths(tokens)
+        order = torch.argsort(lengths, stable=True)
+    out = None
+    for i in range(0, len(tokens), batch_size):
+        rows = order[i:i + batch_size]
+        chunk = tokens[rows]
+        if lengths is not None:
+            chunk = chunk[:, :max(int(lengths[rows].max()), 1)]
+        emb = model.encode_text(chunk.to(device), normalize=True).float().cpu()
+        if out is None:
+            out = torch.empty(len(tokens), emb.shape[1])
+        out[rows] = emb
+    return out
 
 
 @torch.no_grad()

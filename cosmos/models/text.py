@@ -16,7 +16,11 @@ class TextTransformer(nn.Module):
 
     The EOT position is the argmax of the token ids (EOT has the largest id in the CLIP vocab).
     forward(tokens (B, L ≤ context_length)) → (pooled (B, output_dim), token features (B, L, width)).
+    ``causal``: positions after a text's EOT never change its pooled output, so callers may cut
+    trailing padding columns.
     """
+
+    causal = True
 
     def __init__(self, context_length: int = 77, vocab_size: int = 49408, width: int = 512,
                  layers: int = 12, heads: int = 8, mlp_ratio: float = 4.0, output_dim: int = 512,

@@ -155,11 +155,12 @@ def eval_groups(series: Mapping[str, Series]) -> Dict[str, List[Tuple[str, str, 
     """``{group: [(key, encoder, metric)]}`` for ``eval/<encoder>/<...group...>/<metric>`` keys.
 
     With a single evaluator the evaluator name is absent (``eval/<encoder>/<metric>``): the
-    group is then ``metrics``.
+    group is then ``metrics``. Constants of the evaluation data (``*_chance`` levels, the
+    ``positives`` count) are left out: they are in the result tables.
     """
     groups: Dict[str, List[Tuple[str, str, str]]] = {}
     for key in sorted(series):
-        if not key.startswith("eval/"):
+        if not key.startswith("eval/") or key.endswith("_chance") or key.endswith("/positives"):
             continue
         parts = key.split("/")[1:]
         encoder, rest = (parts[0], parts[1:]) if len(parts) > 1 else ("", parts)

@@ -41,8 +41,25 @@ def final_checkpoint(run_dir: str) -> str:
     return path
 
 
+# Metric groups shown first in the tables (after the encoder, e.g. ``student/``): the
+# fine-grained synthetic evaluators, then everything else in name order.
+LEADING_METRICS = ("hard_negatives/", "object_retrieval/object/", "object_retrieval/shape_color/",
+                   "segmentation/small/", "segmentation/dominant/", "segmentation/background/")
+CHANCE_SUFFIX = "_chance"
+
+
+def metric_order(key: str) -> tuple:
+    """Sort key: leading groups first (in :data:`LEADING_METRICS` order), then by name."""
+    rest = key.split("/", 1)[1] if "/" in key else key
+    rank = next((i for i, prefix in enumerate(LEADING_METRICS) if rest.startswith(prefix)),
+                len(LEADING_METRICS))
+    return rank, key.split("/", 1)[0] if "/" in key else "", rest
+
+
 def results_table(runs: Mapping[str, str], keys: Optional[Sequence[str]] = None) -> str:
-    """Markdown table of the runs' final ``eval/results.json``: one row per metric."""
+    """Markdown table of the runs' final ``eval/results.json``: one row per metric, the
+    fine-grained ones first, and a ``chance`` column where the evaluator reports one
+    (``<metric>_chance``; the same for every run evaluated on the same scenes)."""
     results: Dict[str, Dict[str, float]] = {}
     for label, run_dir in runs.items():
         path = os.path.join(run_dir, "eval", "results.json")
@@ -52,10 +69,17 @@ def results_table(runs: Mapping[str, str], keys: Optional[Sequence[str]] = None)
     if not results:
         return "_No final evaluation yet._"
     if keys is None:
-        keys = sorted({k for r in results.values() for k in r if "/IoU/" not in k})
-    lines = ["| metric | " + " | ".join(results) + " |", "|---|" + "---|" * len(results)]
+        keys = sorted({k for r in results.values() for k in r
+                       if "/IoU/" not in k and not k.endswith(CHANCE_SUFFIX)}, key=metric_order)
+    chance = {k: next((r[k + CHANCE_SUFFIX] for r in results.values()
+                       if k + CHANCE_SUFFIX in r), None) for k in keys}
+    with_chance = any(v is not None for v in chance.values())
+    header = list(results) + (["chance"] if with_chance else [])
+    lines = ["| metric | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
     for key in keys:
         cells = [f"{r[key]:.1f}" if key in r else "" for r in results.values()]
+        if with_chance:
+            cells.append(f"{chance[key]:.1f}" if chance[key] is not None else "")
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -118,7 +142,14 @@ def write_report(out_dir: str, runs: Mapping[str, str], title: str = "Run report
     pictures = os.path.join(out_dir, "report")
     os.makedirs(pictures, exist_ok=True)
     lines = [f"# {title}", "", *intro, ""] if intro else [f"# {title}", ""]
-    lines += ["## Final metrics", "", "Percent, held-out data, from each run's `eval/results.json`.",
+    lines += ["## Final metrics", "",
+              "Percent, held-out data, from each run's `eval/results.json`. First the "
+              "fine-grained metrics of the synthetic scenes (docs/evaluation.md): "
+              "`hard_negatives/<kind>`, the true caption chosen over one with one attribute of "
+              "one object changed; `object_retrieval/*`, small-object sentences retrieving every "
+              "scene that holds the object (`positives`: correct scenes per query, a count); "
+              "`segmentation/{small,dominant,background}/*`, segmentation scored per object "
+              "group. `chance`: the same metric for a random ranking or choice.",
               "", results_table(runs), ""]
     lines += ["## Training curves", ""]
     if len(runs) > 1:

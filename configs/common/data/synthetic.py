@@ -21,9 +21,21 @@ evaluation = dict(
         tokenizer=L(ClipTokenizer)(context_length=77),
         batch_size=128,
     ),
-    # zero-shot segmentation mIoU against the scene masks (SCLIP-style dense features)
+    # zero-shot segmentation mIoU against the scene masks (SCLIP-style dense features), also
+    # split into small objects, the dominant object and the background
     segmentation=L("evaluators.synthetic_segmentation")(
         dataset=L("datasets.synthetic_scenes")(num_samples=500, image_size=64, split="val", seed=0),
         tokenizer=L(ClipTokenizer)(context_length=77),
+    ),
+    # fine-grained (docs/evaluation.md): the true caption against one with one attribute of one
+    # object changed, per attribute kind (chance 50 % with one negative) ...
+    hard_negatives=L("evaluators.synthetic_hard_negatives")(
+        dataset="${evaluation.synthetic.dataset}", transform="${evaluation.synthetic.transform}",
+        tokenizer="${evaluation.synthetic.tokenizer}", num_negatives=1, batch_size=128,
+    ),
+    # ... and small-object sentences retrieving every scene that holds the object they describe
+    object_retrieval=L("evaluators.synthetic_object_retrieval")(
+        dataset="${evaluation.synthetic.dataset}", transform="${evaluation.synthetic.transform}",
+        tokenizer="${evaluation.synthetic.tokenizer}", batch_size=128,
     ),
 )

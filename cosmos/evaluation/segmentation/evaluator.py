@@ -21,9 +21,10 @@ from torch import nn
 from cosmos.evaluation.segmentation.classes import expand_synonyms
 from cosmos.evaluation.segmentation.datasets import SegmentationFolder, get_spec
 from cosmos.evaluation.segmentation.dense import dense_features
-from cosmos.evaluation.segmentation.metrics import ConfusionMatrix
+from cosmos.evaluation.segmentation.metrics import IGNORE_INDEX, ConfusionMatrix, per_class_iou
 from cosmos.evaluation.segmentation.sliding import (normalize, resize_keep_ratio,
                                                     sliding_window_logits)
+from cosmos.evaluation.scenes import require_fields
 from cosmos.registry import EVALUATORS
 from cosmos.utils.errors import CosmosError
 
@@ -200,22 +201,62 @@ class SegmentationEvaluator:
         return results
 
 
+def size_split_targets(mask: torch.Tensor, instances: torch.Tensor,
+                       sizes: Sequence[str]) -> Dict[str, torch.Tensor]:
+    """The class map of a scene with one object group's pixels set to ``IGNORE_INDEX``.
+
+    mask, instances: (H, W); ``instances`` = 1 + index into ``sizes`` ("large" / "small") of the
+    object seen at each pixel, 0 = background. Returns ``{"small": mask without the large
+    object's pixels, "dominant": mask without the small objects' pixels}``.
+    """
+    kinds = torch.tensor([0] + [1 if s == "large" else 2 for s in sizes], dtype=torch.long)
+    if int(instances.max()) >= len(kinds) or int(instances.min()) < 0:
+        raise CosmosError(f"instance id {int(instances.max())} for {len(sizes)} objects")
+    kind = kinds[instances.long()]
+    return {"small": mask.masked_fill(kind == 1, IGNORE_INDEX),
+            "dominant": mask.masked_fill(kind == 2, IGNORE_INDEX)}
+
+
+def object_group_metrics(cm: torch.Tensor) -> Dict[str, float]:
+    """``mIoU`` over the shape classes (index ≥ 1; a class neither in the counted ground truth
+    nor predicted there is left out) and ``pixel_acc`` = share of the group's object pixels
+    predicted as their class, in percent, of a confusion matrix whose ground truth holds one
+    object group (the other group's pixels ignored)."""
+    iou = per_class_iou(cm)[1:]
+    objects = cm[1:].sum()
+    return {"mIoU": 100.0 * float(torch.nanmean(iou)) if (iou == iou).any() else float("nan"),
+            "pixel_acc": 100.0 * float(cm.diagonal()[1:].sum()) / float(objects)
+            if objects else float("nan")}
+
+
 @EVALUATORS.register(name="synthetic_segmentation")
 class SyntheticSegmentationEvaluator:
-    """evaluator(model) → {"mIoU", "mAcc", "aAcc", "IoU/<class>"} in percent on SyntheticScenes.
+    """evaluator(model) → {"mIoU", "mAcc", "aAcc", "IoU/<class>"} in percent on SyntheticScenes,
+    and with ``by_object_size`` (default) the same predictions scored per object group:
+
+    * ``small/mIoU``, ``small/pixel_acc``: the dominant object's pixels are ignored (label 255),
+      so a shape class's IoU = small-object pixels of that class predicted as it / (those pixels
+      ∪ background or small-object pixels predicted as it); mean over the shape classes;
+    * ``dominant/mIoU``, ``dominant/pixel_acc``: the same with the small objects' pixels ignored;
+    * ``background/IoU``: the background class's IoU over all pixels (= ``IoU/background``).
 
     Classes: ``segmentation_classes()``, background queried as "background, texture, pattern".
     Images at native size (no resize); window = the model's image size, stride half of it
-    (``slide_crop`` / ``slide_stride`` override). No probability / area thresholds.
+    (``slide_crop`` / ``slide_stride`` override). No probability / area thresholds. Scenes need
+    ``image`` and ``mask``, and for the split ``instances`` and ``objects`` (their ``size``).
     """
 
     def __init__(self, dataset, tokenizer: Callable, use_csa: bool = False,
                  max_images: Optional[int] = None, slide_crop: Optional[int] = None,
                  slide_stride: Optional[int] = None, templates: Optional[Sequence] = None,
                  logit_scale: float = 40.0, crop_batch_size: int = 16,
-                 text_batch_size: int = 256) -> None:
+                 text_batch_size: int = 256, by_object_size: bool = True) -> None:
         self.dataset = dataset
         self.num_images = min(max_images or len(dataset), len(dataset))
+        self.fields = ("image", "mask") + (("instances", "objects") if by_object_size else ())
+        if self.num_images:
+            require_fields(dataset[0], self.fields, "synthetic_segmentation")
+        self.by_object_size = by_object_size
         classes: List[str] = list(dataset.segmentation_classes())
         if classes[0] == "background":
             classes[0] = SYNTHETIC_BACKGROUND
@@ -231,13 +272,36 @@ class SyntheticSegmentationEvaluator:
         self.runner.slide_crop = crop
         self.runner.slide_stride = self.slide_stride or max(crop // 2, 1)
 
+    def _samples(self, count: int) -> Iterator[Dict]:
+        for i in range(count):
+            sample = self.dataset[i]
+            require_fields(sample, self.fields, "synthetic_segmentation")
+            yield sample
+
     def predictions(self, model: nn.Module,
                     num_images: Optional[int] = None) -> Iterator[Tuple[Dict, torch.Tensor]]:
         """(sample with ``image`` and ``mask``, (H, W) predicted class map) per image."""
         self._set_window(model)
         count = min(num_images or self.num_images, self.num_images)
-        return self.runner.predictions(model, (self.dataset[i] for i in range(count)))
+        return self.runner.predictions(model, self._samples(count))
 
     def __call__(self, model: nn.Module) -> Dict[str, float]:
         self._set_window(model)
-        return self.runner.run(model, (self.dataset[i] for i in range(self.num_images)))
+        num_classes = len(self.runner.class_lines)
+        whole = ConfusionMatrix(num_classes)
+        groups = {name: ConfusionMatrix(num_classes) for name in ("small", "dominant")}
+        for sample, prediction in self.runner.predictions(model, self._samples(self.num_images)):
+            whole.update(prediction, sample["mask"])
+            if self.by_object_size:
+                sizes = [o.get("size", "") for o in sample["objects"]]
+                targets = size_split_targets(sample["mask"], sample["instances"], sizes)
+                for name, target in targets.items():
+                    groups[name].update(prediction, target)
+        names = [line.split(",")[0].strip() for line in self.runner.class_lines]
+        results = whole.compute(names)
+        if self.by_object_size:
+            split = {f"{name}/{key}": value for name, cm in groups.items()
+                     for key, value in object_group_metrics(cm.matrix).items()}
+            split["background/IoU"] = 100.0 * float(per_class_iou(whole.matrix)[0])
+            results.update({k: v for k, v in split.items() if v == v})  # no NaN (no such pixels)
+        return results
