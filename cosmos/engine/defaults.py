@@ -21,6 +21,7 @@ from torch import nn
 from cosmos.checkpoint import Checkpointer, load_checkpoint
 from cosmos.config import LazyConfig, instantiate
 from cosmos.config.lazy import import_plugins
+from cosmos.config.typecheck import check_types
 from cosmos.engine import hooks as H
 from cosmos.engine.trainer import Trainer
 from cosmos.utils.atomic import atomic_write, atomic_write_text
@@ -52,9 +53,11 @@ def load_config(config_file: str, overrides) -> Any:
 
 
 def load_config_overrides(cfg: Any, overrides) -> Any:
-    """Apply command-line overrides to a loaded config, then import plugins they name."""
+    """Apply command-line overrides to a loaded config, import plugins they name, and check
+    every value against the parameter it is passed to (one-line error before anything runs)."""
     cfg = LazyConfig.apply_overrides(cfg, list(overrides or []))
     import_plugins(cfg, "overrides")  # an `imports` list may come from the command line
+    check_types(cfg)
     return cfg
 
 
