@@ -70,8 +70,8 @@ def _accepts(spec: Any, value: Any) -> Optional[bool]:
     if inspect.isclass(spec):
         if isinstance(value, spec):
             return True
-        if (isinstance(value, (str, bool, int, float, type(None))) or _is_list(value)) and issubclass(
-                spec, (torch.Tensor, torch.nn.Module)):
+        scalar = isinstance(value, (str, bool, int, float, type(None)))
+        if (scalar or _is_list(value)) and issubclass(spec, (torch.Tensor, torch.nn.Module)):
             return False  # text, numbers and lists never become tensors or modules
     return None
 

@@ -44,3 +44,20 @@ class BadSampleError(Exception):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+def one_line(text: str, limit: int = 600) -> str:
+    """``text`` as one line for an error message: its lines joined, terminal escapes dropped,
+    and (only when longer than ``limit``) cut at the last sentence end before it, never
+    mid-word."""
+    import re
+
+    flat = " ".join(part.strip() for part in re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines()
+                    if part.strip())
+    if len(flat) <= limit:
+        return flat
+    head = flat[:limit]
+    cut = max(head.rfind(". "), head.rfind("; "))
+    if cut < limit // 2:
+        cut = head.rfind(" ")
+    return head[: cut + 1].rstrip() + " …"
