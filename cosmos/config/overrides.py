@@ -87,6 +87,8 @@ def parse_value(text: str) -> Any:
     text = text.strip()
     if text == "":
         return ""
+    if text == "{}":
+        return {}
     if text[0] == "{" and ":" not in text:
         return text  # brace patterns such as {000..009} or {train,val}, not flow mappings
     if _is_wrapped(text):
@@ -258,8 +260,9 @@ def _value_of(node: Any) -> Any:
 def _example(old_node: Any) -> str:
     """The key's current value as an example of the expected form (when it is short)."""
     if isinstance(old_node, (DictConfig, ListConfig)):
-        text = "{_target_: NAME, ...}" if isinstance(old_node, DictConfig) else "[...]"
-        return text
+        if isinstance(old_node, DictConfig):
+            return "{_target_: NAME, ...}" if "_target_" in old_node else "{key: value, ...}"
+        return "[...]"
     old = _value_of(old_node)
     text = "none" if old is None else str(old).lower() if isinstance(old, bool) else str(old)
     return text if 0 < len(text) <= 40 else "VALUE"

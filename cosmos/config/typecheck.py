@@ -13,14 +13,14 @@ import collections.abc as cabc
 import inspect
 import types
 import typing
-from typing import Any, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import torch
 from omegaconf import DictConfig, ListConfig
 
 from cosmos.utils.errors import ConfigError
 
-__all__ = ["check_types", "parameter_spec", "check_against", "check_like_old", "describe_value"]
+__all__ = ["check_types", "check_section", "parameter_spec", "check_against", "check_like_old", "describe_value"]
 
 _UNKNOWN = object()  # "the checker cannot tell": a value of this spec always passes
 _SEQUENCES = (list, tuple, cabc.Sequence, cabc.MutableSequence, cabc.Iterable, cabc.Collection)
@@ -278,3 +278,18 @@ def signature_spec_for(parent: Any, key: str) -> Any:
 
 def is_unknown(spec: Any) -> bool:
     return spec is _UNKNOWN
+
+
+def check_section(node: Any, schema: Dict[str, Any], path: str) -> None:
+    """Check the plain keys of ``node`` (a section without a target, e.g. ``train``) against
+    ``schema`` ({key: annotation}) as if it were a signature; absent keys are not required."""
+    if not isinstance(node, DictConfig):
+        return
+    for key, spec in schema.items():
+        if key not in node or node._get_node(key)._is_interpolation():
+            continue
+        value = _child(node, key)
+        expected = check_against(spec, value)
+        if expected:
+            raise ConfigError(f"{path}.{key}: expects {expected}, got {describe_value(value)}; "
+                              f"fix the config or override {path}.{key}=VALUE")

@@ -22,7 +22,7 @@ from cosmos.checkpoint import Checkpointer, load_checkpoint
 from cosmos.checkpoint.checkpointer import describe_write_failure
 from cosmos.config import LazyConfig, instantiate
 from cosmos.config.lazy import import_plugins
-from cosmos.config.typecheck import check_types
+from cosmos.config.typecheck import check_section, check_types
 from cosmos.engine import hooks as H
 from cosmos.engine.run_lock import RunDirectoryBusy, RunLock
 from cosmos.engine.trainer import Trainer
@@ -54,12 +54,22 @@ def load_config(config_file: str, overrides) -> Any:
     return load_config_overrides(LazyConfig.load(config_file), overrides)
 
 
+# What the run settings take (``train`` has no target whose signature would say it).
+TRAIN_SETTINGS: Dict[str, Any] = {
+    "output_dir": str, "max_iter": int, "seed": int, "device": Optional[str],
+    "grad_clip": Optional[float], "max_logit_scale": float, "checkpoint_period": int,
+    "max_to_keep": Optional[int], "eval_period": int, "log_period": int,
+    "init_checkpoint": Optional[str], "hooks": Optional[List[Any]],
+}
+
+
 def load_config_overrides(cfg: Any, overrides) -> Any:
     """Apply command-line overrides to a loaded config, import plugins they name, and check
     every value against the parameter it is passed to (one-line error before anything runs)."""
     cfg = LazyConfig.apply_overrides(cfg, list(overrides or []))
     import_plugins(cfg, "overrides")  # an `imports` list may come from the command line
     check_types(cfg)
+    check_section(cfg.get("train"), TRAIN_SETTINGS, "train")
     return cfg
 
 
