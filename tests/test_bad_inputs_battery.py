@@ -212,7 +212,7 @@ def _fake_squeue(tmp_path, monkeypatch, states: dict) -> None:
     bin_dir.mkdir()
     script = bin_dir / "squeue"
     cases = "".join(f'  {job}) echo {state}; exit 0;;\n' for job, state in states.items())
-    script.write_text("#!/bin/sh\n# squeue -h -j ID -o %T\ncase \"$4\" in\n" + cases +
+    script.write_text("#!/bin/sh\n# squeue -h -j ID -o %T\ncase \"$3\" in\n" + cases +
                       "  *) echo 'slurm_load_jobs error: Invalid job id specified' >&2; "
                       "exit 1;;\nesac\n")
     script.chmod(0o755)

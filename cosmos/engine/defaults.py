@@ -24,7 +24,7 @@ from cosmos.config import LazyConfig, instantiate
 from cosmos.config.lazy import import_plugins
 from cosmos.config.typecheck import check_section, check_types
 from cosmos.engine import hooks as H
-from cosmos.engine.run_lock import RunDirectoryBusy, RunLock
+from cosmos.engine.run_lock import RunDirectoryBusy, RunLock, describe_holder
 from cosmos.engine.trainer import Trainer
 from cosmos.utils.atomic import atomic_write, atomic_write_text
 from cosmos.utils.distributed import get_rank, get_world_size, is_dist, is_main_process
@@ -113,6 +113,9 @@ def default_setup(cfg: Any, args: argparse.Namespace) -> str:
         acquire_run_lock(output_dir)
     setup_logger(output_dir, rank=get_rank())
     logger.info("command: %s", " ".join(sys.argv))
+    if _run_lock is not None and _run_lock.took_over:
+        logger.info("took over the run directory's lock from %s (no longer running)",
+                    describe_holder(_run_lock.took_over))
     logger.info("torch %s, device %s, output_dir %s", torch.__version__,
                 cfg.train.get("device", "auto"), os.path.abspath(output_dir))
     seed_all(int(cfg.train.seed))

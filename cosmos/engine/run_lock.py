@@ -15,7 +15,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
-import logging
 import os
 import shutil
 import socket
@@ -25,7 +24,6 @@ from typing import Any, Dict, Optional
 
 from cosmos.utils.errors import CosmosError
 
-logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".lock"
 _RUNNING_STATES = {"RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED", "STOPPED", "SIGNALING",
@@ -98,6 +96,7 @@ class RunLock:
         self.path = os.path.join(output_dir, LOCK_NAME)
         self.same_job_wait_s = same_job_wait_s
         self._fd: Optional[int] = None
+        self.took_over: Optional[Dict[str, Any]] = None  # the gone holder this lock replaced
 
     def _read(self, fd: int) -> Optional[Dict[str, Any]]:
         try:
@@ -155,9 +154,7 @@ class RunLock:
                     raise self._busy(info)
                 if info and not self._holder_gone(info, me, bool(flocked)):
                     raise self._busy(info)
-                if info:
-                    logger.info("took over %s from %s (no longer running)", self.path,
-                                describe_holder(info))
+                self.took_over = info  # logged by the caller once logging is set up
                 break
             os.ftruncate(fd, 0)
             os.pwrite(fd, (json.dumps(me) + "\n").encode(), 0)
