@@ -102,6 +102,7 @@ class Trainer:
         self.loss_dict: Dict[str, torch.Tensor] = {}
         self.stop_signal: Optional[int] = None  # agreed across ranks: stop after this step
         self._data_iter = None
+        self._pending_rng: Dict[str, torch.Tensor] = {}  # a checkpoint's generator states
 
     def register_hooks(self, hooks: Iterable[Optional[HookBase]]) -> None:
         for hook in hooks:
@@ -225,13 +226,13 @@ class Trainer:
                 hook.load_state_dict(hooks[type(hook).__name__])
         if hasattr(self.data_loader, "load_state_dict"):
             self.data_loader.load_state_dict(state.get("data"))
-        # applied by train() just before the first step (see _restore_rng)
+        # restored by train() once the first batch is fetched (see _restore_rng)
         self._pending_rng = {k: state[k] for k in ("rng", "cuda_rng") if k in state}
         self.iter = int(state["iter"])
 
     def _restore_rng(self) -> None:
         """Global CPU (and this device's CUDA) generator as the checkpoint saved them."""
-        pending, self._pending_rng = getattr(self, "_pending_rng", {}), {}
+        pending, self._pending_rng = self._pending_rng, {}
         if "rng" in pending:
             torch.set_rng_state(pending["rng"])
         if "cuda_rng" in pending and self.device.type == "cuda":

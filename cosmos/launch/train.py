@@ -14,11 +14,11 @@ from cosmos.engine.defaults import (
     build_evaluators, build_trainer, default_setup, evaluate, export_encoders, load_config,
     load_model_weights, release_run_lock, save_run_config, select_device,
     train_or_save_on_nonfinite, write_results)
-from cosmos.utils.errors import CheckpointError
 from cosmos.launch import preemption
 from cosmos.launch.env import destroy_distributed, detect_env, init_distributed
 from cosmos.launch.preemption import STOP_SIGNALS, TrainingInterrupted
 from cosmos.utils.distributed import barrier, is_main_process
+from cosmos.utils.errors import CheckpointError
 
 logger = logging.getLogger("cosmos")
 
