@@ -114,3 +114,40 @@ class ExplodeAtStep(HookBase):
                 return out
 
             model.forward = forward
+
+
+class DiskFullAtSave(HookBase):
+    """Makes the checkpoint save of step ``step`` fail as a full disk does: ``torch.save``
+    writes a few bytes, then raises torch's zip-writer error (``kind="torch"``) or
+    ``OSError(ENOSPC)`` (``kind="oserror"``)."""
+
+    def __init__(self, step: int, kind: str = "torch") -> None:
+        self.step, self.kind = step, kind
+
+    def before_train(self) -> None:
+        import errno
+
+        import cosmos.checkpoint.checkpointer as ckpt
+
+        real_save, hook = ckpt.torch.save, self
+
+        def full_disk_save(obj, f, *args, **kwargs):
+            if isinstance(obj, dict) and obj.get("iter") == hook.step:
+                f.write(b"PK\x03\x04 first bytes")
+                if hook.kind == "oserror":
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter "
+                                   "failed writing file data/3: file write failed")
+            return real_save(obj, f, *args, **kwargs)
+
+        ckpt.torch = _TorchWithSave(ckpt.torch, full_disk_save)
+
+
+class _TorchWithSave:
+    """``torch`` with another ``save`` (for the checkpointer module only)."""
+
+    def __init__(self, torch_module, save) -> None:
+        self._torch, self.save = torch_module, save
+
+    def __getattr__(self, name):
+        return getattr(self._torch, name)

@@ -5,12 +5,13 @@ import dataclasses
 import functools
 import math
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, List
 
 import pytest
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 import cosmos.registry as registry
 from cosmos.config import L, LazyCall, LazyConfig, instantiate, locate
@@ -207,7 +208,7 @@ def test_overrides_of_each_type() -> None:
         "train.max_iter=3",
         "optimizer.lr=1e-4",
         "train.amp=false",
-        "train.log.period=none",
+        "train.log=none",
         "optimizer.betas=[0.8, 0.9]",
         "+train.grid=[[1, 2], [3]]",
         "train.output_dir='my dir'",
@@ -220,13 +221,53 @@ def test_overrides_of_each_type() -> None:
     assert cfg.train.max_iter == 3 and type(cfg.train.max_iter) is int
     assert cfg.optimizer.lr == 1e-4 and type(cfg.optimizer.lr) is float
     assert cfg.train.amp is False
-    assert cfg.train.log.period is None
+    assert cfg.train.log is None
     assert isinstance(cfg.optimizer.betas, ListConfig) and list(cfg.optimizer.betas) == [0.8, 0.9]
     assert [list(x) for x in cfg.train.grid] == [[1, 2], [3]]
     assert cfg.train.output_dir == "my dir"
     assert cfg.train.tag == "3"
     assert cfg.data.path == "/data/x.tar" and cfg.data.expr == "a=b"
     assert instantiate(cfg.model) == timedelta(days=1, hours=0.5)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.max_iter=abc", "override train.max_iter=abc: 'train.max_iter' takes an int, got a "
+                           "string 'abc'; give e.g. train.max_iter="),
+    ("train.max_iter=1.5", "'train.max_iter' takes an int, got a number 1.5"),
+    ("train.max_iter=none", "'train.max_iter' takes an int, got none"),
+    ("train.amp=1", "'train.amp' takes true or false, got an int 1"),
+    ("optimizer.betas=abc", "'optimizer.betas' takes a list"),
+])
+def test_override_of_the_wrong_type_is_refused(override: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        LazyConfig.apply_overrides(_cfg(), [override])
+    assert message in str(err.value)
+
+
+def test_override_checked_against_the_targets_signature() -> None:
+    """Keys of a ``_target_`` node follow the target's annotations (AdamW: lr is a float)."""
+    cfg = OmegaConf.create({"opt": {"_target_": "torch.optim.AdamW", "params": None, "lr": 0.1,
+                                     "betas": [0.9, 0.99], "amsgrad": False}})
+    LazyConfig.apply_overrides(cfg, ["opt.lr=1", "opt.betas=[0.8, 0.9]", "opt.amsgrad=true"])
+    assert cfg.opt.lr == 1 and list(cfg.opt.betas) == [0.8, 0.9] and cfg.opt.amsgrad is True
+    for override, message in [("opt.lr=abc", "'opt.lr' takes a number, got a string 'abc'"),
+                              ("opt.lr=none", "'opt.lr' takes a number, got none"),
+                              ("opt.betas=[0.9, x]", "takes a list of 2 (a number, a number)"),
+                              ("opt.amsgrad=0", "takes true or false, got an int 0")]:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            LazyConfig.apply_overrides(cfg, [override])
+
+
+def test_check_types_names_the_key_and_the_target() -> None:
+    from cosmos.config.typecheck import check_types
+
+    cfg = OmegaConf.create({"opt": {"_target_": "torch.optim.SGD", "params": None,
+                                     "lr": "fast"}})
+    with pytest.raises(ConfigError) as err:
+        check_types(cfg)
+    assert str(err.value).startswith("opt.lr: SGD() expects a number")
+    cfg.opt.lr = 0.5
+    check_types(cfg)  # None placeholders (params, injected by code) pass
 
 
 def test_override_unknown_key_suggests() -> None:

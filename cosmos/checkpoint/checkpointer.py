@@ -7,12 +7,13 @@ import glob
 import logging
 import os
 import re
+import shutil
 from typing import Any, Dict, List, Optional
 
 import torch
 
 from cosmos.utils.atomic import atomic_write, atomic_write_text
-from cosmos.utils.errors import CheckpointError
+from cosmos.utils.errors import CheckpointError, one_line
 
 logger = logging.getLogger(__name__)
 _NAME = re.compile(r"^model_(\d{7,})\.pth$")
@@ -25,8 +26,42 @@ def load_checkpoint(path: str, map_location: str = "cpu") -> Dict[str, Any]:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle errors, truncated zip files, unsafe globals …
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: {reason[:200]}") from exc
+        raise CheckpointError(f"cannot read checkpoint {path}: {_load_reason(exc)}") from exc
+
+
+def _load_reason(exc: Exception) -> str:
+    """Why torch could not load a file, in one line. A refused pickled object keeps torch's
+    reason (the global it refused); cosmos loads only tensors and plain containers."""
+    text = str(exc)
+    match = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\.\s|\n|$)", text)
+    if match:
+        return (f"it holds a pickled Python object that loading with weights_only=True refuses "
+                f"({match.group(1).strip()}); cosmos never runs code from a checkpoint: "
+                "re-save the file as tensors and plain containers (a state dict)")
+    return one_line(text) if text.strip() else type(exc).__name__
+
+
+def _is_write_failure(exc: BaseException) -> bool:
+    """An OSError, or torch's RuntimeError when its zip writer cannot write (a full disk)."""
+    if isinstance(exc, OSError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(
+        s in text for s in ("PytorchStreamWriter", "inline_container", "file write failed"))
+
+
+def describe_write_failure(path: str, exc: BaseException) -> str:
+    """One line: the file, the reason, and the free space left where it was written."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if isinstance(exc, OSError):
+        reason = exc.strerror or one_line(str(exc)) or type(exc).__name__
+    else:
+        reason = "the write failed (" + one_line(str(exc), 200) + ")"
+    try:
+        free = f"{shutil.disk_usage(directory).free / 2 ** 30:.2f} GiB free on {directory}"
+    except OSError:
+        free = f"free space on {directory} unknown"
+    return f"cannot write {path}: {reason}; {free}"
 
 
 class Checkpointer:
@@ -52,8 +87,17 @@ class Checkpointer:
         if not self.enabled:
             return None
         path = self.path_for(step)
-        atomic_write(path, lambda f: torch.save(state, f))
-        atomic_write_text(self.pointer, os.path.basename(path) + "\n")
+        try:
+            atomic_write(path, lambda f: torch.save(state, f))
+            atomic_write_text(self.pointer, os.path.basename(path) + "\n")
+        except (OSError, RuntimeError) as exc:
+            if not _is_write_failure(exc):
+                raise
+            previous = [p for p in self.all_checkpoints() if p != path]
+            kept = (f"the previous checkpoint {os.path.basename(previous[-1])} is intact"
+                    if previous else "no earlier checkpoint exists")
+            raise CheckpointError(f"{describe_write_failure(path, exc)}; {kept}; free space "
+                                  "(or move train.output_dir) and run again to resume") from exc
         logger.info("saved checkpoint %s", path)
         self._prune()
         return path

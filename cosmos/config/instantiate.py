@@ -5,6 +5,7 @@ import builtins
 import functools
 import importlib
 import inspect
+import re
 from collections import abc
 from typing import Any, Callable, Dict, List, Union
 
@@ -50,6 +51,9 @@ def locate(target: Union[str, Callable[..., Any]]) -> Callable[..., Any]:
         raise ConfigError(
             f"_target_ must be a string or a callable, got {type(target).__name__}: {target!r}"
         )
+    if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", target):
+        raise ConfigError(f"_target_ {target!r} is not a registry name or an import path "
+                          "(e.g. losses.clip_infonce or torch.optim.AdamW)")
     registered = lookup(target)
     if registered is not None:
         return registered

@@ -87,6 +87,8 @@ def parse_value(text: str) -> Any:
     text = text.strip()
     if text == "":
         return ""
+    if text == "{}":
+        return {}
     if text[0] == "{" and ":" not in text:
         return text  # brace patterns such as {000..009} or {train,val}, not flow mappings
     if _is_wrapped(text):
@@ -210,14 +212,60 @@ def apply_override(cfg: Any, override: str) -> None:
     key, value, create = split_override(override)
     segs = _segments(key)
     node = _container_of(cfg, key, segs, create)
-    exists, _ = _child(node, segs[-1])
+    exists, old_node = _child(node, segs[-1])
     if not exists:
         if not create:
             raise _unknown_key(cfg, key)
         if not isinstance(node, DictConfig):
             parent = ".".join(segs[:-1]) or "<root>"
             raise ConfigError(f"cannot create '{key}': '{parent}' is not a mapping")
+    else:
+        value = _checked(node, segs[-1], old_node, value, key, override.partition("=")[2])
     _assign(node, segs[-1], value, key)
+
+
+def _checked(parent: Any, seg: str, old_node: Any, value: Any, key: str, raw: str) -> Any:
+    """``value`` if it fits the parameter it overrides (the target's signature, else the type
+    of the value it replaces); a string key takes scalars as their text (``name=2024``)."""
+    from cosmos.config import typecheck
+
+    spec = typecheck.signature_spec_for(parent, seg)
+    if typecheck.is_unknown(spec):
+        old = old_node if isinstance(old_node, (DictConfig, ListConfig)) else _value_of(old_node)
+        if isinstance(old, str) and isinstance(value, (int, float)) and raw.strip():
+            return raw.strip()
+        expected = typecheck.check_like_old(old, value,
+                                            numbers_alike=isinstance(parent, DictConfig)
+                                            and "_target_" in parent)
+    else:
+        if (typecheck.check_against(spec, value) and isinstance(value, (int, float))
+                and not typecheck.check_against(spec, raw.strip())):
+            return raw.strip()  # a string parameter given digits
+        expected = typecheck.check_against(spec, value)
+    if expected:
+        shown = raw.strip() if len(raw.strip()) <= 60 else raw.strip()[:57] + "..."
+        raise ConfigError(
+            f"override {key}={shown}: '{key}' takes {expected}, got "
+            f"{typecheck.describe_value(value)}; give e.g. {key}={_example(old_node)}")
+    return value
+
+
+def _value_of(node: Any) -> Any:
+    try:
+        return node._value() if node is not None and not node._is_interpolation() else None
+    except (AttributeError, OmegaConfBaseException):
+        return None
+
+
+def _example(old_node: Any) -> str:
+    """The key's current value as an example of the expected form (when it is short)."""
+    if isinstance(old_node, (DictConfig, ListConfig)):
+        if isinstance(old_node, DictConfig):
+            return "{_target_: NAME, ...}" if "_target_" in old_node else "{key: value, ...}"
+        return "[...]"
+    old = _value_of(old_node)
+    text = "none" if old is None else str(old).lower() if isinstance(old, bool) else str(old)
+    return text if 0 < len(text) <= 40 else "VALUE"
 
 
 def apply_overrides(cfg: Any, overrides: Union[str, Sequence[str]]) -> Any:

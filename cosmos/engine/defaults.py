@@ -19,14 +19,17 @@ import torch
 from torch import nn
 
 from cosmos.checkpoint import Checkpointer, load_checkpoint
+from cosmos.checkpoint.checkpointer import describe_write_failure
 from cosmos.config import LazyConfig, instantiate
 from cosmos.config.lazy import import_plugins
+from cosmos.config.typecheck import check_section, check_types
 from cosmos.engine import hooks as H
+from cosmos.engine.run_lock import RunDirectoryBusy, RunLock, describe_holder
 from cosmos.engine.trainer import Trainer
 from cosmos.utils.atomic import atomic_write, atomic_write_text
 from cosmos.utils.cli import ArgumentParser, add_resume_arguments
 from cosmos.utils.distributed import get_rank, get_world_size, is_dist, is_main_process
-from cosmos.utils.errors import CheckpointError, CosmosError
+from cosmos.utils.errors import CheckpointError, CosmosError, NonFiniteLossError, one_line
 from cosmos.utils.events import JSONWriter, ProgressPrinter, report_writers
 from cosmos.utils.logger import setup_logger
 
@@ -65,10 +68,22 @@ def load_config(config_file: str, overrides) -> Any:
     return load_config_overrides(LazyConfig.load(config_file), overrides)
 
 
+# What the run settings take (``train`` has no target whose signature would say it).
+TRAIN_SETTINGS: Dict[str, Any] = {
+    "output_dir": str, "max_iter": int, "seed": int, "device": Optional[str],
+    "grad_clip": Optional[float], "max_logit_scale": float, "checkpoint_period": int,
+    "max_to_keep": Optional[int], "eval_period": int, "log_period": int,
+    "init_checkpoint": Optional[str], "hooks": Optional[List[Any]],
+}
+
+
 def load_config_overrides(cfg: Any, overrides) -> Any:
-    """Apply command-line overrides to a loaded config, then import plugins they name."""
+    """Apply command-line overrides to a loaded config, import plugins they name, and check
+    every value against the parameter it is passed to (one-line error before anything runs)."""
     cfg = LazyConfig.apply_overrides(cfg, list(overrides or []))
     import_plugins(cfg, "overrides")  # an `imports` list may come from the command line
+    check_types(cfg)
+    check_section(cfg.get("train"), TRAIN_SETTINGS, "train")
     return cfg
 
 
@@ -105,17 +120,60 @@ def seed_all(seed: int) -> None:
 
 
 def default_setup(cfg: Any, args: argparse.Namespace) -> str:
-    """Run directory, logging, seeds and the saved configs. Returns the output directory."""
+    """Run directory (locked for training: one writer), logging and seeds. Returns the output
+    directory. The config is saved by :func:`save_run_config` once it has built."""
     output_dir = prepare_output_dir(cfg.train.output_dir)
+    if not getattr(args, "eval_only", False):
+        acquire_run_lock(output_dir)
     setup_logger(output_dir, rank=get_rank())
     logger.info("command: %s", " ".join(sys.argv))
+    if _run_lock is not None and _run_lock.took_over:
+        logger.info("took over the run directory's lock from %s (no longer running)",
+                    describe_holder(_run_lock.took_over))
     logger.info("torch %s, device %s, output_dir %s", torch.__version__,
                 cfg.train.get("device", "auto"), os.path.abspath(output_dir))
-    if is_main_process():
-        _save_config(cfg, args.config_file, output_dir)
     seed_all(int(cfg.train.seed))
     torch.set_float32_matmul_precision("high")
     return output_dir
+
+
+_run_lock: Optional[RunLock] = None
+
+
+def acquire_run_lock(output_dir: str) -> None:
+    """Rank 0 locks ``output_dir`` (:mod:`cosmos.engine.run_lock`); every rank gets its verdict,
+    so that a busy directory stops all ranks with the same line."""
+    global _run_lock
+    error = None
+    if is_main_process():
+        lock = RunLock(output_dir)
+        try:
+            lock.acquire()
+            release_run_lock()
+            _run_lock = lock
+        except RunDirectoryBusy as exc:
+            error = str(exc)
+    if is_dist():
+        box = [error]
+        torch.distributed.broadcast_object_list(box, src=0)
+        error = box[0]
+    if error:
+        raise RunDirectoryBusy(error)
+
+
+def release_run_lock() -> None:
+    global _run_lock
+    if _run_lock is not None:
+        _run_lock.release()
+        _run_lock = None
+
+
+def save_run_config(cfg: Any, config_file: str, output_dir: str) -> None:
+    """Rank 0 writes ``config.yaml`` (resolved, reloadable), keeping a differing earlier one as
+    ``config.yaml.N``. Call it once the config has built: a config that fails never replaces
+    the run's."""
+    if is_main_process():
+        _save_config(cfg, config_file, output_dir)
 
 
 def _save_config(cfg: Any, config_file: str, output_dir: str) -> None:
@@ -177,14 +235,17 @@ def evaluate(meta_arch: nn.Module, evaluators: Dict[str, Callable],
     return results
 
 
-def write_results(results: Dict[str, float], eval_dir: str, step: int) -> None:
-    """``eval/results.json`` and ``eval/results.md`` (a table) for the final results."""
+def write_results(results: Dict[str, float], eval_dir: str, step: int,
+                  name: str = "results") -> None:
+    """``eval/<name>.json`` and ``eval/<name>.md`` (a table): the final results of a training
+    run (``results``), or of an ``--eval-only`` pass (``results_NNNNNNN``: its checkpoint's
+    step)."""
     os.makedirs(eval_dir, exist_ok=True)
-    atomic_write_text(os.path.join(eval_dir, "results.json"),
+    atomic_write_text(os.path.join(eval_dir, f"{name}.json"),
                       json.dumps({"iter": step, **results}, indent=2, sort_keys=True))
     lines = [f"# Evaluation at step {step}", "", "| metric | value |", "|---|---|"]
     lines += [f"| {k} | {v:.2f} |" for k, v in sorted(results.items())]
-    atomic_write_text(os.path.join(eval_dir, "results.md"), "\n".join(lines) + "\n")
+    atomic_write_text(os.path.join(eval_dir, f"{name}.md"), "\n".join(lines) + "\n")
 
 
 def load_model_weights(model: nn.Module, path: str, state: Optional[Dict[str, Any]] = None) -> None:
@@ -271,15 +332,18 @@ def build_trainer(cfg: Any, output_dir: str, resume: Any = "auto") -> Trainer:
     checkpointer = Checkpointer(os.path.join(output_dir, "checkpoints"),
                                 max_to_keep=cfg.train.get("max_to_keep"), enabled=is_main_process())
     evaluators = build_evaluators(cfg)
-    writers = [ProgressPrinter(cfg.train.max_iter)]
+    eval_hook = H.EvalHook(cfg.train.get("eval_period", 0),
+                           make_evaluate(cfg, model, evaluators, device),
+                           os.path.join(output_dir, "eval")) if evaluators else None
+    writers = [ProgressPrinter(cfg.train.max_iter,
+                               eval_eta=eval_hook.remaining if eval_hook else None)]
     if is_main_process():
         writers += [JSONWriter(os.path.join(output_dir, "metrics.jsonl")),
                     *report_writers(cfg.train, output_dir, _run_config(output_dir))]
     extra_hooks = [instantiate(h) for h in (cfg.train.get("hooks") or [])]
     trainer.register_hooks([
         *build_step_hooks(cfg, extra_hooks),
-        H.EvalHook(cfg.train.get("eval_period", 0), make_evaluate(cfg, model, evaluators, device),
-                   os.path.join(output_dir, "eval")) if evaluators else None,
+        eval_hook,
         H.PeriodicCheckpointer(checkpointer, cfg.train.checkpoint_period),
         H.PeriodicWriter(writers, cfg.train.log_period),
     ])
@@ -351,9 +415,8 @@ def _restore(trainer: Trainer, checkpointer: Checkpointer, cfg: Any, resume: Any
         try:
             trainer.load_state_dict(state)
         except (RuntimeError, KeyError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0][:200]
             raise CheckpointError(f"checkpoint in {source} does not fit this config: "
-                                  f"{first}") from exc
+                                  f"{one_line(str(exc))}") from exc
         logger.info("resumed at step %d from %s", trainer.iter, source)
     elif cfg.train.get("init_checkpoint"):
         from cosmos.engine.pretrained import load_init_checkpoint
@@ -385,7 +448,48 @@ def export_encoders(meta_arch: nn.Module, output_dir: str) -> None:
     if not is_main_process():
         return
     for name, state in states.items():
-        atomic_write(os.path.join(output_dir, f"{name}.pth"), lambda f, s=state: torch.save(s, f))
+        path = os.path.join(output_dir, f"{name}.pth")
+        try:
+            atomic_write(path, lambda f, s=state: torch.save(s, f))
+        except (OSError, RuntimeError) as exc:
+            if isinstance(exc, RuntimeError) and "PytorchStreamWriter" not in str(exc):
+                raise
+            raise CosmosError(f"{describe_write_failure(path, exc)}; the checkpoints in "
+                              f"{os.path.join(output_dir, 'checkpoints')} are intact") from exc
+
+
+def save_after_nonfinite_loss(trainer: Trainer, weights_finite: bool = True) -> str:
+    """After a NaN/Inf stop (before the optimizer step of ``trainer.iter + 1``): save the last
+    good step's training state as a checkpoint, unless it is saved already or the weights are no
+    longer finite (the NaN guard found the bad step only at a later sync step). Every rank calls
+    it (the state is gathered from all ranks). Returns what happened, for the error line."""
+    step = trainer.iter
+    if not weights_finite:
+        return ("nothing was saved, the weights are no longer finite (set train.log_period=1 to "
+                "check every step)")
+    if step == 0:
+        return "no step completed, so no checkpoint was saved"
+    hook = next((h for h in trainer.hooks if isinstance(h, H.PeriodicCheckpointer)), None)
+    if hook is None:
+        return f"the weights of step {step} were not saved (no checkpointer)"
+    checkpointer = hook.checkpointer
+    path = checkpointer.path_for(step)
+    if not (hook.period > 0 and step % hook.period == 0):  # same verdict on every rank
+        try:
+            checkpointer.save(step, trainer.state_dict())
+        except CosmosError as exc:
+            return f"the weights of step {step} were NOT saved ({exc})"
+    return (f"the weights of step {step} are saved in {path}; running again resumes from "
+            "there (lower optimizer.lr or set train.grad_clip first)")
+
+
+def train_or_save_on_nonfinite(trainer: Trainer) -> None:
+    """``trainer.train()``; a NaN/Inf stop saves the last good step and says so in its line."""
+    try:
+        trainer.train()
+    except NonFiniteLossError as exc:
+        saved = save_after_nonfinite_loss(trainer, exc.weights_finite)
+        raise NonFiniteLossError(f"{exc}; {saved}", exc.weights_finite) from exc
 
 
 def run_cli(main: Callable[[argparse.Namespace], Any], args: argparse.Namespace) -> Any:

@@ -5,7 +5,8 @@ import json
 import logging
 import math
 import os
-from typing import Any, Callable, Dict, List, Optional, Sequence
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -92,7 +93,7 @@ class NaNGuard(HookBase):
             "resume from the last checkpoint)")
         raise NonFiniteLossError(
             f"step {first}: loss term '{name}' is {value}; stopping before the optimizer step "
-            f"of step {step}{found}")
+            f"of step {step}{found}", weights_finite=first == step)
 
 
 class PeriodicWriter(HookBase):
@@ -108,8 +109,11 @@ class PeriodicWriter(HookBase):
                 writer.write(self.trainer.storage)
 
     def after_train(self) -> None:
+        # a step that began but did not finish (NaN stop, error) recorded nothing: label what
+        # is written (the last finished step's figures, a final evaluation) with its own step
+        self.trainer.storage.iter = self.trainer.iter
         for writer in self.writers:
-            writer.write(self.trainer.storage)  # results of a final evaluation
+            writer.write(self.trainer.storage)
             writer.close()
 
 
@@ -132,6 +136,8 @@ class EvalHook(HookBase):
     """Runs ``evaluate() -> {name: value}`` every ``period`` steps and after training.
 
     Results go to the metric storage (``eval/<name>``) and to ``eval_dir/results_NNNNNNN.json``.
+    The duration of the last evaluation lets the progress line's ETA include the evaluations
+    still to come (:meth:`remaining`).
     """
 
     def __init__(self, period: int, evaluate: Callable[[], Dict[str, float]],
@@ -139,12 +145,24 @@ class EvalHook(HookBase):
         self.period, self.evaluate, self.eval_dir = int(period), evaluate, eval_dir
         self.last_results: Dict[str, float] = {}
         self._last_iter = -1
+        self.seconds: Optional[float] = None  # duration of the last evaluation
+
+    def remaining(self, step: int) -> Tuple[int, Optional[float]]:
+        """``(evaluations after step, their estimated seconds or None if none was timed)``."""
+        max_iter = self.trainer.max_iter
+        periodic = 0
+        if self.period > 0:
+            periodic = max(0, (max_iter - 1) // self.period - step // self.period)
+        count = periodic + (1 if step < max_iter or self._last_iter != max_iter else 0)
+        return count, None if self.seconds is None else count * self.seconds
 
     def _run(self) -> None:
         it = self.trainer.iter
         if it == self._last_iter:
             return
+        start = time.perf_counter()
         results = self.evaluate()
+        self.seconds = time.perf_counter() - start
         self._last_iter, self.last_results = it, results
         self.trainer.storage.put_scalars(**{f"eval/{k}": v for k, v in results.items()})
         if self.eval_dir:

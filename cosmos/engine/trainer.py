@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 import weakref
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 
 import torch
 from torch import nn
@@ -60,6 +60,17 @@ def move_to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, (list, tuple)) and batch and isinstance(batch[0], torch.Tensor):
         return [move_to_device(v, device) for v in batch]
     return batch
+
+
+def _after_first(iterator: Iterator[Any], callback: Callable[[], None]) -> Iterator[Any]:
+    """``iterator``'s items; ``callback()`` runs right after the first one is fetched."""
+    try:
+        first = next(iterator)
+    except StopIteration:
+        return
+    callback()
+    yield first
+    yield from iterator
 
 
 def _keyed_by_name(optim_state: Dict[str, Any]) -> bool:
@@ -108,6 +119,7 @@ class Trainer:
         self.stop_signal: Optional[int] = None  # agreed across ranks: stop after this step
         self.sync_step = True  # this step turns device values into Python numbers (module doc)
         self._data_iter = None
+        self._pending_rng: Dict[str, torch.Tensor] = {}  # a checkpoint's generator states
 
     def register_hooks(self, hooks: Iterable[Optional[HookBase]]) -> None:
         for hook in hooks:
@@ -127,7 +139,9 @@ class Trainer:
     def train(self) -> None:
         logger.info("training from step %d to %d", self.iter, self.max_iter)
         self.model.train()
-        self._data_iter = iter(self.data_loader)
+        # a resume's RNG is restored once the first batch is fetched: a DataLoader draws its
+        # base seed from the global generator when the first batch is asked for
+        self._data_iter = _after_first(iter(self.data_loader), self._restore_rng)
         self._call("before_train")
         try:
             while self.iter < self.max_iter:
@@ -232,6 +246,8 @@ class Trainer:
             "hooks": {type(h).__name__: h.state_dict() for h in self.hooks if h.state_dict()},
             "rng": torch.get_rng_state(),
         }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         if hasattr(self.data_loader, "state_dict"):
             state["data"] = self.data_loader.state_dict()
         return state
@@ -251,6 +267,14 @@ class Trainer:
                 hook.load_state_dict(hooks[type(hook).__name__])
         if hasattr(self.data_loader, "load_state_dict"):
             self.data_loader.load_state_dict(state.get("data"))
-        if "rng" in state:
-            torch.set_rng_state(state["rng"])
+        # restored by train() once the first batch is fetched (see _restore_rng)
+        self._pending_rng = {k: state[k] for k in ("rng", "cuda_rng") if k in state}
         self.iter = int(state["iter"])
+
+    def _restore_rng(self) -> None:
+        """Global CPU (and this device's CUDA) generator as the checkpoint saved them."""
+        pending, self._pending_rng = self._pending_rng, {}
+        if "rng" in pending:
+            torch.set_rng_state(pending["rng"])
+        if "cuda_rng" in pending and self.device.type == "cuda":
+            torch.cuda.set_rng_state(pending["cuda_rng"], self.device)

@@ -26,7 +26,12 @@ class CheckpointError(CosmosError):
 
 
 class NonFiniteLossError(CosmosError, FloatingPointError):
-    """A loss term became NaN or Inf."""
+    """A loss term became NaN or Inf. ``weights_finite``: the model still holds the last good
+    step's weights (the check ran at the bad step itself, before its optimizer update)."""
+
+    def __init__(self, message: str, weights_finite: bool = True) -> None:
+        super().__init__(message)
+        self.weights_finite = weights_finite
 
 
 class DataError(CosmosError):
@@ -44,3 +49,20 @@ class BadSampleError(Exception):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+def one_line(text: str, limit: int = 600) -> str:
+    """``text`` as one line for an error message: its lines joined, terminal escapes dropped,
+    and (only when longer than ``limit``) cut at the last sentence end before it, never
+    mid-word."""
+    import re
+
+    flat = " ".join(part.strip() for part in re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines()
+                    if part.strip())
+    if len(flat) <= limit:
+        return flat
+    head = flat[:limit]
+    cut = max(head.rfind(". "), head.rfind("; "))
+    if cut < limit // 2:
+        cut = head.rfind(" ")
+    return head[: cut + 1].rstrip() + " …"

@@ -10,7 +10,7 @@ import os
 import statistics
 import uuid
 from collections import defaultdict, deque
-from typing import Deque, Dict, Optional, Tuple
+from typing import Callable, Deque, Dict, Optional, Tuple
 
 logger = logging.getLogger(__name__)
 
@@ -88,10 +88,16 @@ class TensorboardWriter:
 
 
 class ProgressPrinter:
-    """One console line per write: step, losses, lr, pairs/s, data time, ETA."""
+    """One console line per write: step, losses, lr, pairs/s, data time, ETA.
 
-    def __init__(self, max_iter: int) -> None:
+    ``eval_eta(step) -> (count, seconds or None)``: the evaluations the run will still do and
+    their estimated duration; the ETA includes them (or says they are not timed yet).
+    """
+
+    def __init__(self, max_iter: int,
+                 eval_eta: Optional[Callable[[int], Tuple[int, Optional[float]]]] = None) -> None:
         self.max_iter = max_iter
+        self.eval_eta = eval_eta
         self._printed_iter = -1
 
     def write(self, storage: EventStorage) -> None:
@@ -113,8 +119,15 @@ class ProgressPrinter:
         if bad:
             parts.append(f"skipped {int(bad)} bad samples ({100 * latest['data/bad_fraction'][0]:.2f}%)")
         if step_time:
-            eta = datetime.timedelta(seconds=int(step_time * (self.max_iter - storage.iter)))
-            parts.append(f"eta {eta}")
+            seconds = step_time * max(0, self.max_iter - storage.iter)
+            count, eval_seconds = self.eval_eta(storage.iter) if self.eval_eta else (0, None)
+            note = ""
+            if count and eval_seconds is not None:
+                seconds += eval_seconds
+                note = f" (incl. {count} evaluation{'s' if count > 1 else ''})"
+            elif count:
+                note = f" + {count} evaluation{'s' if count > 1 else ''} (not timed yet)"
+            parts.append(f"eta {datetime.timedelta(seconds=int(seconds))}{note}")
         logger.info(" | ".join(p for p in parts if p))
 
     def close(self) -> None:
