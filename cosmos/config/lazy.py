@@ -322,16 +322,21 @@ class LazyConfig:
         return cfg
 
     @staticmethod
+    def to_dict(cfg: Any) -> Dict[str, Any]:
+        """``cfg`` as plain data, exactly as :meth:`save` writes it (targets as dotted paths)."""
+        plain = OmegaConf.to_container(cfg, resolve=False) if OmegaConf.is_config(cfg) else cfg
+        data = _to_saveable(plain, "")
+        if not isinstance(data, dict):
+            raise ConfigError("cannot save config: the top level must be a mapping")
+        return data
+
+    @staticmethod
     def save(cfg: Any, path: PathLike) -> None:
         """Write ``cfg`` as YAML atomically; callable targets become dotted import paths."""
         path = os.fspath(path)
         if os.path.splitext(path)[1].lower() not in (".yaml", ".yml"):
             raise ConfigError(f"cannot save config to {path}: the file name must end in .yaml")
-        plain = OmegaConf.to_container(cfg, resolve=False) if OmegaConf.is_config(cfg) else cfg
-        data = _to_saveable(plain, "")
-        if not isinstance(data, dict):
-            raise ConfigError("cannot save config: the top level must be a mapping")
-        text = OmegaConf.to_yaml(OmegaConf.create(data), resolve=False)
+        text = OmegaConf.to_yaml(OmegaConf.create(LazyConfig.to_dict(cfg)), resolve=False)
         directory = os.path.dirname(path)
         if directory:
             os.makedirs(directory, exist_ok=True)

@@ -339,7 +339,7 @@ def build_trainer(cfg: Any, output_dir: str, resume: Any = "auto") -> Trainer:
                                eval_eta=eval_hook.remaining if eval_hook else None)]
     if is_main_process():
         writers += [JSONWriter(os.path.join(output_dir, "metrics.jsonl")),
-                    *report_writers(cfg.train, output_dir, _run_config(output_dir))]
+                    *report_writers(cfg.train, output_dir, _run_config(cfg))]
     extra_hooks = [instantiate(h) for h in (cfg.train.get("hooks") or [])]
     trainer.register_hooks([
         *build_step_hooks(cfg, extra_hooks),
@@ -351,15 +351,9 @@ def build_trainer(cfg: Any, output_dir: str, resume: Any = "auto") -> Trainer:
     return trainer
 
 
-def _run_config(output_dir: str) -> Dict[str, Any]:
-    """The saved ``config.yaml`` of the run as plain data (for experiment trackers)."""
-    import yaml
-
-    path = os.path.join(output_dir, "config.yaml")
-    if not os.path.isfile(path):
-        return {}
-    with open(path) as f:
-        return yaml.safe_load(f) or {}
+def _run_config(cfg: Any) -> Dict[str, Any]:
+    """The run's config as plain data (what ``config.yaml`` holds), for experiment trackers."""
+    return LazyConfig.to_dict(cfg)
 
 
 def build_batch_augment(cfg: Any) -> Optional[Callable]:
