@@ -6,13 +6,15 @@ this module crops, resizes and flips every view of the batch on the training dev
 
 PIL's ``Image.crop(box).resize((S, S), BICUBIC)`` is separable: a horizontal pass (each output
 column a weighted sum of at most ``2·ceil(2·max(scale, 1)) + 1`` input columns of the crop,
-rounded and clipped to 0…255), then a vertical pass on that 8-bit result. Here each pass is one
-batched matrix product with dense weight matrices built as PIL's ``precompute_coeffs`` builds
+rounded and clipped to 0…255), then a vertical pass on that 8-bit result — or, in the Pillow
+build measured here (13.0), the vertical pass first for crops much taller than wide
+(:func:`vertical_pass_first`, found by comparing both orders with its output). Here each pass
+is one batched matrix product with dense weight matrices built as PIL's ``precompute_coeffs`` builds
 its coefficients (bicubic a = −0.5, support 2 × the downscale factor, taps clipped at the crop's
 edges, normalised to sum 1, quantised to 22 fractional bits), in float64, so that every product
 and sum is exact and the rounding is PIL's ``(sum + 2²¹) >> 22``. A flip reverses the rows of
-the horizontal weights. Pixels equal PIL's for integer boxes (tests/test_augment_statistics.py
-states the measured difference); the canvas padding is never read (weights are zero there).
+the horizontal weights. Pixels equal PIL's for integer boxes (tests/test_device_resize.py); the
+canvas padding is never read (weights are zero there).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from typing import Tuple
 
 import torch
 
-__all__ = ["bicubic_weights", "crop_resize_flip"]
+__all__ = ["bicubic_weights", "canvas_shape", "crop_resize_flip", "vertical_pass_first"]
 
 _PRECISION = float(1 << 22)  # PIL's PRECISION_BITS = 32 - 8 - 2 for 8-bit images
 
@@ -104,14 +106,30 @@ def crop_resize_flip(images: torch.Tensor, boxes: torch.Tensor, flips: torch.Ten
     local = local.to(dev, non_blocking=True)
     flips = flips.to(dev, torch.bool, non_blocking=True)
     wx = bicubic_weights(local[:, 1], local[:, 3], size, win_w)                   # (B, S, Ww)
-    wx = torch.where(flips.view(-1, 1, 1), wx.flip(1), wx)
-    wy = bicubic_weights(local[:, 0], local[:, 2], size, win_h)                   # (B, S, Hw)
+    wx = torch.where(flips.view(-1, 1, 1), wx.flip(1), wx).transpose(1, 2).unsqueeze(1)
+    wy = bicubic_weights(local[:, 0], local[:, 2], size, win_h).unsqueeze(1)      # (B, 1, S, Hw)
     batch = torch.arange(b, device=dev).view(-1, 1, 1)
     x = images[batch, rows.unsqueeze(-1), cols.unsqueeze(1)]                      # (B, Hw, Ww, 3)
-    x = x.permute(0, 3, 1, 2).to(torch.float64).reshape(b, 3 * win_h, win_w)
-    x = _round_u8(torch.bmm(x, wx.transpose(1, 2))).view(b, 3, win_h, size)      # horizontal
-    x = _round_u8(torch.matmul(wy.unsqueeze(1), x))                               # vertical
-    return x.to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+    x = x.permute(0, 3, 1, 2).to(torch.float64)                                   # (B, 3, Hw, Ww)
+    out = torch.empty((b, 3, size, size), dtype=torch.float64, device=dev)
+    vertical = vertical_pass_first(boxes[:, 2], boxes[:, 3], size)
+    for first_vertical in (False, True):
+        picked = torch.nonzero(vertical == first_vertical).flatten()
+        if len(picked) == 0:
+            continue
+        i = picked.to(dev, non_blocking=True)
+        if first_vertical:
+            out[i] = _round_u8(_round_u8(wy[i] @ x[i]) @ wx[i])
+        else:
+            out[i] = _round_u8(wy[i] @ _round_u8(x[i] @ wx[i]))
+    return out.to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+def vertical_pass_first(height: torch.Tensor, width: torch.Tensor, size: int) -> torch.Tensor:
+    """(B,) bool: crops that Pillow (13.0, measured) resizes to ``size`` × ``size`` with the
+    vertical pass first: ``height > size`` and ``height > 2 · width − size``. The order matters
+    for the 8-bit rounding between the passes."""
+    return (height > size) & (height > 2 * width - size)
 
 
 def canvas_shape(height: int, width: int, canvas: Tuple[int, int]) -> Tuple[int, int]:

@@ -12,9 +12,9 @@ dataloader = dict(
         # the photometric half run batched on the training device (`augment` below), with the
         # same draws as "image_crops.cosmos_multicrop", the per-sample path (to use it, set the
         # whole node, `dataloader.train.image_transform={_target_: image_crops.cosmos_multicrop}`,
-        # and `dataloader.augment=null`). resize_on_device=False: geometry on uint8 in the
-        # workers instead (PIL, bit for bit the per-sample pixels; 2.2x fewer samples/s per
-        # core at 512 px, docs/benchmarks.md). Images larger than `canvas` are shrunk to fit.
+        # and `dataloader.augment=null`). Same pixels as PIL either way; resize_on_device=False
+        # does the geometry on uint8 in the workers instead (2.2x fewer samples/s per core at
+        # 512 px, docs/benchmarks.md). Images larger than `canvas` are shrunk to fit.
         image_transform=L("image_crops.cosmos_multicrop_fast")(
             global_size=224, local_size=96, num_global=2, num_local=6,
             global_scale=(0.4, 1.0), local_scale=(0.05, 0.4),
