@@ -74,7 +74,7 @@ def crop_box(width: int, height: int, scale: Tuple[float, float], gen: torch.Gen
 class FastMultiCrop:
     """The worker half of the fast COSMOS multi-crop (module docstring); arguments as
     ``image_crops.cosmos_multicrop`` except ``mean``/``std``, which belong to the batch step
-    ``batch_augments.dino_photometric`` (``dataloader.augment`` in the configs), and
+    ``batch_augments.dino_photometric`` (``dataloader.augment`` in the configs). Also:
 
     Args:
         resize_on_device: ``False`` (default): crop, resize and flip here with PIL (the output
@@ -190,6 +190,7 @@ class FastMultiCrop:
         canvas = torch.zeros((*self.canvas, 3), dtype=torch.uint8)
         canvas.numpy()[:height, :width] = np.asarray(image)
         out["image_uint8"] = canvas
+
 
 def views_of(sample: Dict[str, torch.Tensor]) -> Dict[str, List[torch.Tensor]]:
     """One sample's output run through the batch step on the CPU (for tests and figures)."""
