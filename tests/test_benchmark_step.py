@@ -169,6 +169,14 @@ def test_random_batch_keeps_structure() -> None:
         assert fast_batch[key].shape == (7, *fast[key].shape[1:])
         assert torch.equal(fast_batch[key], fast[key][torch.arange(7) % 3])
     assert fast_batch["global_crops_uint8"].dtype == torch.uint8
+    # resize_on_device: the canvases and the float64 crop boxes repeated, not redrawn
+    moved_cfg = LazyConfig.apply_overrides(LazyConfig.load(COSMOS_CONFIG), COSMOS_TINY)
+    moved_cfg.dataloader.train.image_transform.resize_on_device = True
+    moved = B.template_batch(moved_cfg, num_samples=3)
+    moved_batch = B.random_batch(moved, 7, torch.device("cpu"))
+    for key in ("image_uint8", "global_boxes", "local_boxes"):
+        assert torch.equal(moved_batch[key], moved[key][torch.arange(7) % 3])
+    assert moved_batch["global_boxes"].dtype == torch.float64
     tokens, ref = batch["tokens"], template["tokens"][torch.arange(7) % 3]
     assert tokens.shape == (7, *template["tokens"].shape[1:]) and tokens.dtype == torch.int64
     eot = ref.argmax(-1)

@@ -224,3 +224,8 @@ def test_uint8_crops_without_the_batch_augmentation_is_a_config_error() -> None:
              "global_photometric": torch.zeros(B, 2, 15), "tokens": tok}
     with pytest.raises(ConfigError, match="dataloader.augment=batch_augments.dino_photometric"):
         _model()(batch)
+    batch = {"image_uint8": torch.zeros(B, 40, 40, 3, dtype=torch.uint8),  # resize_on_device
+             "global_boxes": torch.zeros(B, 2, 5, dtype=torch.float64),
+             "global_photometric": torch.zeros(B, 2, 15), "tokens": tok}
+    with pytest.raises(ConfigError, match="dataloader.augment=batch_augments.dino_photometric"):
+        _model()(batch)

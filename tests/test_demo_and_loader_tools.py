@@ -90,18 +90,23 @@ def test_loader_benchmark_smoke(tmp_path, synthetic_shards) -> None:
                 "--warmup", "0", "--out", str(out_json)])
     assert res.returncode == 0, res.stderr[-3000:]
     for pipeline in ("official", "today", "fast \\(photometric on the GPU\\)",
-                     "fast, photometric on this CPU"):
+                     "fast, photometric on this CPU",
+                     "fast, resize_on_device \\(resize \\+ photometric on the GPU\\)",
+                     "fast, resize_on_device, batch step on this CPU"):
         assert re.search(rf"^\| 64 \| {pipeline} \|( [\d.]+ \|){{7}}", res.stdout, flags=re.M)
     assert re.search(r"^\| fast \| 0 \(in process\) \| [\d.]+ \| [\d.]+ \| [\d.]+ \|$",
                      res.stdout, flags=re.M)
     data = json.loads(out_json.read_text())
     stages = {r["pipeline"]: r for r in data["stages"]}
-    assert set(stages) == {"official", "today", "fast"}
+    assert set(stages) == {"official", "today", "fast", "fast_device"}
     assert stages["today"]["vs_today"] == 1.0
-    fast = stages["fast"]
-    assert fast["ms_per_sample"] == pytest.approx(
-        sum(fast["ms"].values()) - fast["ms"]["photometric"])
-    assert fast["ms_per_sample_with_cpu_step"] == pytest.approx(sum(fast["ms"].values()))
+    for name in ("fast", "fast_device"):
+        fast = stages[name]
+        assert fast["ms_per_sample"] == pytest.approx(
+            sum(fast["ms"].values()) - fast["ms"]["photometric"])
+        assert fast["ms_per_sample_with_cpu_step"] == pytest.approx(sum(fast["ms"].values()))
     rows = data["loader"]
-    assert [(r["pipeline"], r["workers"]) for r in rows] == [("today", 0), ("fast", 0)]
-    assert all(r["pairs_per_s"] > 0 for r in rows) and rows[1]["pairs_per_s_with_cpu_step"] > 0
+    assert [(r["pipeline"], r["workers"]) for r in rows] == [
+        ("today", 0), ("fast", 0), ("fast_device", 0)]
+    assert all(r["pairs_per_s"] > 0 for r in rows)
+    assert rows[1]["pairs_per_s_with_cpu_step"] > 0 and rows[2]["pairs_per_s_with_cpu_step"] > 0

@@ -18,7 +18,10 @@ path and the fast path, in one run.
      (``torch.manual_seed`` per sample), ``text_crops.cosmos_textcrop``, ``ClipTokenizer``;
    * ``fast``: ``image_crops.cosmos_multicrop_fast`` in the worker; its photometric stage is
      ``batch_augments.dino_photometric`` run here on the CPU, per batch. Two totals: without that
-     stage (it runs on the training device) and with it (all on one CPU core).
+     stage (it runs on the training device) and with it (all on one CPU core);
+   * ``fast_device``: the same with ``resize_on_device=True`` (the worker decodes, draws and
+     ships the image in its canvas; crop, resize and flip join the batch step, run here on the
+     CPU with PIL crop by crop).
 2. Loader (``--workers``, e.g. ``16`` as in the configs): ``configs/common/data/webdataset.py``'s
    ShardStream reading tar shards (``--shards``, else synthetic shards of the first size), pairs/s
    for today's and the fast transform; for the fast one also with the batch step on the CPU in
@@ -61,6 +64,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_CONFIG = os.path.join(REPO, "configs", "common", "data", "webdataset.py")
 STAGES = ("decode", "geometry", "photometric", "text", "collate")
 TARGET_PAIRS_PER_S = 930  # the per-GPU step target (docs/benchmarks.md)
+LABELS = {"fast": "fast (photometric on the GPU)",
+          "fast_cpu": "fast, photometric on this CPU",
+          "fast_device": "fast, resize_on_device (resize + photometric on the GPU)",
+          "fast_device_cpu": "fast, resize_on_device, batch step on this CPU"}
 
 
 class Stopwatch:
@@ -221,8 +228,8 @@ def run_today(inputs: List[Dict[str, Any]], start: int, n: int, batch: int,
 
 
 def run_fast(inputs: List[Dict[str, Any]], start: int, n: int, batch: int,
-             watch: Stopwatch) -> None:
-    policy, step = FastMultiCrop(), DinoPhotometric()
+             watch: Stopwatch, resize_on_device: bool = False) -> None:
+    policy, step = FastMultiCrop(resize_on_device=resize_on_device), DinoPhotometric()
     text, tokenizer = TextCrop(), ClipTokenizer()
     pending: List[Dict[str, Any]] = []
     for i in range(start, start + n):
@@ -243,18 +250,28 @@ def run_fast(inputs: List[Dict[str, Any]], start: int, n: int, batch: int,
             pending = []
 
 
+def run_fast_device(inputs: List[Dict[str, Any]], start: int, n: int, batch: int,
+                    watch: Stopwatch) -> None:
+    """The fast path with ``resize_on_device=True``: the worker decodes and draws; crop, resize
+    and flip join the batch step (here on the CPU, PIL crop by crop)."""
+    run_fast(inputs, start, n, batch, watch, resize_on_device=True)
+
+
 def check_transcriptions(inputs: List[Dict[str, Any]]) -> None:
     """The timed copies compute what the library computes (first sample, same seed)."""
     image = decode(inputs[0]["jpeg"])
     rng = random.Random(0)
     torch.manual_seed(rng.getrandbits(63))
     expected = MultiCrop()(image, rng)
-    fast = DinoPhotometric()(collate([FastMultiCrop()(image, random.Random(0))]), "cpu")
-    for key in ("global_crops", "local_crops"):
-        for a, b in zip(expected[key], fast[key]):
-            if not torch.allclose(a, b[0], atol=1e-5):
-                raise SystemExit(f"fast path differs from cosmos_multicrop on {key}: "
-                                 f"max {float((a - b[0]).abs().max()):.4f}")
+    for on_device in (False, True):
+        sample = FastMultiCrop(resize_on_device=on_device)(image, random.Random(0))
+        fast = DinoPhotometric()(collate([sample]), "cpu")
+        for key in ("global_crops", "local_crops"):
+            for a, b in zip(expected[key], fast[key]):
+                if not torch.allclose(a, b[0], atol=1e-5):
+                    raise SystemExit(f"fast path (resize_on_device={on_device}) differs from "
+                                     f"cosmos_multicrop on {key}: "
+                                     f"max {float((a - b[0]).abs().max()):.4f}")
 
 
 def stage_rows(sizes: Sequence[int], samples: int, batch: int) -> List[Dict[str, Any]]:
@@ -262,7 +279,8 @@ def stage_rows(sizes: Sequence[int], samples: int, batch: int) -> List[Dict[str,
     for size in sizes:
         inputs = benchmark_inputs(size, min(samples, 32))
         check_transcriptions(inputs)
-        runners = {"official": run_official, "today": run_today, "fast": run_fast}
+        runners = {"official": run_official, "today": run_today, "fast": run_fast,
+                   "fast_device": run_fast_device}
         watches = {name: Stopwatch() for name in runners}
         for name, run in runners.items():  # warm-up: caches, first-call costs
             run(inputs, 0, min(batch, samples), batch, Stopwatch())
@@ -279,7 +297,7 @@ def stage_rows(sizes: Sequence[int], samples: int, batch: int) -> List[Dict[str,
             total = sum(ms.values())
             row = {"size": size, "pipeline": name, "ms": ms, "ms_per_sample": total,
                    "per_core": 1e3 / total}
-            if name == "fast":
+            if name.startswith("fast"):
                 worker = total - ms["photometric"]
                 row.update(ms_per_sample=worker, per_core=1e3 / worker,
                            ms_per_sample_with_cpu_step=total, per_core_with_cpu_step=1e3 / total)
@@ -309,9 +327,15 @@ def measure_loader(urls: str, workers: int, pipeline: str, args: argparse.Namesp
                  f"dataloader.train.num_workers={workers}", "dataloader.train.seed=0"]
     if pipeline == "today":
         overrides += ["dataloader.train.image_transform._target_=image_crops.cosmos_multicrop"]
+    if pipeline == "fast_device":
+        overrides += ["dataloader.train.image_transform.resize_on_device=True"]
+    if pipeline == "today":  # the per-sample policy takes neither
+        for key in ("resize_on_device", "canvas"):
+            cfg.dataloader.train.image_transform.pop(key, None)
     LazyConfig.apply_overrides(cfg, overrides + [
         o if o.startswith("dataloader.") else f"dataloader.train.{o}" for o in args.overrides])
-    step: Optional[Callable] = instantiate(cfg.dataloader.augment) if pipeline == "fast" else None
+    step: Optional[Callable] = (instantiate(cfg.dataloader.augment) if pipeline != "today"
+                                else None)
     it = iter(instantiate(cfg.dataloader.train))
     # untimed: warm-up batches, then the batches the workers prefetched meanwhile (2 each)
     for _ in range(args.warmup * max(workers, 1) + 2 * workers):
@@ -347,12 +371,12 @@ def print_report(stages: List[Dict[str, Any]], loader: List[Dict[str, Any]],
         print("|---|---|" + "---:|" * (len(STAGES) + 5))
         for r in stages:
             cells = " | ".join(f"{r['ms'][s]:.2f}" for s in STAGES)
-            label = "fast (photometric on the GPU)" if r["pipeline"] == "fast" else r["pipeline"]
+            label = LABELS.get(r["pipeline"], r["pipeline"])
             print(f"| {r['size']} | {label} | {cells} | {r['ms_per_sample']:.2f} | "
                   f"{r['per_core']:.1f} | {r['vs_today']:.2f}x | {r['vs_official']:.2f}x | "
                   f"{TARGET_PAIRS_PER_S / r['per_core']:.1f} |")
             if "per_core_with_cpu_step" in r:
-                print(f"| {r['size']} | fast, photometric on this CPU | {cells} | "
+                print(f"| {r['size']} | {LABELS[r['pipeline'] + '_cpu']} | {cells} | "
                       f"{r['ms_per_sample_with_cpu_step']:.2f} | "
                       f"{r['per_core_with_cpu_step']:.1f} | {r['vs_today_with_cpu_step']:.2f}x | "
                       f" | {TARGET_PAIRS_PER_S / r['per_core_with_cpu_step']:.1f} |")
@@ -403,8 +427,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.worker_list:
         with tempfile.TemporaryDirectory() as tmp:
             urls = args.shards or write_benchmark_shards(tmp, (args.size_list or [256])[0])
-            loader = [measure_loader(urls, w, pipeline, args) for pipeline in ("today", "fast")
-                      for w in args.worker_list]
+            loader = [measure_loader(urls, w, pipeline, args)
+                      for pipeline in ("today", "fast", "fast_device") for w in args.worker_list]
     print_report(stages, loader, args)
     if args.out:
         with open(args.out, "w") as f:

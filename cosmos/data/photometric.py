@@ -31,6 +31,7 @@ import torch
 from PIL import Image, ImageFilter, ImageOps
 from torchvision.transforms import functional as TF
 
+from cosmos.data.device_resize import crop_resize_flip
 from cosmos.data.transforms import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from cosmos.registry import BATCH_AUGMENTS
 
@@ -244,7 +245,9 @@ class DinoPhotometric:
     Reads ``{global,local}_crops_uint8`` (B, V, H, W, 3) uint8 and ``{global,local}_photometric``
     (B, V, K) float32; writes ``global_crops`` / ``local_crops`` as lists of V float32 tensors
     (B, 3, H, W) (CLIP-normalised), the batch layout of ``image_crops.cosmos_multicrop``.
-    Other keys pass through.
+    A batch of ``cosmos_multicrop_fast(resize_on_device=True)`` holds ``image_uint8``
+    (B, H, W, 3) and ``{global,local}_boxes`` (B, V, 5) instead of the uint8 crops: they are
+    cropped, resized and flipped here first (:meth:`crops_from_images`). Other keys pass through.
 
     Args:
         mean, std: normalisation (default OpenAI CLIP).
@@ -252,15 +255,19 @@ class DinoPhotometric:
             falls back to the CPU with one log line.
         cpu_backend: ``"pil"`` (default: PIL image by image, the per-sample path's calls, the
             faster choice on a CPU) or ``"tensor"`` (the batched tensor ops, as on a GPU).
+        resize_chunk: samples per crop-resize product when the batch holds ``image_uint8``
+            (``resize_on_device=True``): bounds its float64 temporaries (≈ 20 MB per sample at
+            a 768 px canvas).
     """
 
     def __init__(self, mean: Sequence[float] = OPENAI_CLIP_MEAN,
                  std: Sequence[float] = OPENAI_CLIP_STD, device: Optional[str] = None,
-                 cpu_backend: str = "pil") -> None:
+                 cpu_backend: str = "pil", resize_chunk: int = 64) -> None:
         if cpu_backend not in ("pil", "tensor"):
             raise ValueError(f"cpu_backend must be 'pil' or 'tensor', got {cpu_backend!r}")
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
         self.device, self.cpu_backend = device, cpu_backend
+        self.resize_chunk = max(1, int(resize_chunk))
         self._warned = False
 
     def resolve_device(self, default: Any) -> torch.device:
@@ -278,6 +285,12 @@ class DinoPhotometric:
     def __call__(self, batch: Dict[str, Any], device: Any = "cpu") -> Dict[str, Any]:
         dev = self.resolve_device(device)
         out = dict(batch)
+        images = out.pop("image_uint8", None)
+        if images is not None:  # cosmos_multicrop_fast(resize_on_device=True)
+            for group in GROUPS:
+                boxes = out.pop(f"{group}_boxes")
+                out[f"{group}_crops_uint8"] = self.crops_from_images(
+                    images, boxes, out[f"{group}_photometric"], dev)
         for group in GROUPS:
             crops = out.pop(f"{group}_crops_uint8", None)
             params = out.pop(f"{group}_photometric", None)
@@ -286,6 +299,27 @@ class DinoPhotometric:
             if params is None:
                 raise KeyError(f"batch has {group}_crops_uint8 but no {group}_photometric")
             out[f"{group}_crops"] = self.apply(crops, params, dev)
+        return out
+
+    def crops_from_images(self, images: torch.Tensor, boxes: torch.Tensor, params: torch.Tensor,
+                          device: Any) -> torch.Tensor:
+        """(B, H, W, 3) uint8 canvases + (B, V, 5) boxes (top, left, h, w, side) + (B, V, K)
+        parameters (their flip column) → (B, V, side, side, 3) uint8 crops on ``device`` (on a
+        CPU with ``cpu_backend="pil"``: PIL crop by crop, the worker's calls)."""
+        b, v = boxes.shape[0], boxes.shape[1]
+        if v == 0:
+            return torch.empty((b, 0, 1, 1, 3), dtype=torch.uint8, device=device)
+        size = int(boxes[0, 0, 4])
+        flips = params[..., COL["flipped"]] > 0.5
+        if torch.device(device).type == "cpu" and self.cpu_backend == "pil":
+            return torch.from_numpy(_crops_pil(images.numpy(), boxes.numpy(), flips.numpy()))
+        images = images.to(device, non_blocking=True)
+        out = torch.empty((b, v, size, size, 3), dtype=torch.uint8, device=images.device)
+        for start in range(0, b, self.resize_chunk):  # bounds the float64 temporaries
+            rows = slice(start, start + self.resize_chunk)
+            for k in range(v):
+                out[rows, k] = crop_resize_flip(images[rows], boxes[rows, k, :4],
+                                                flips[rows, k], size)
         return out
 
     def apply(self, crops: torch.Tensor, params: torch.Tensor, device: Any) -> List[torch.Tensor]:
@@ -307,6 +341,27 @@ class DinoPhotometric:
         std = _to_device(self.std, x.device, torch.float32).view(1, 3, 1, 1)
         x = (x / 255 - mean) / std
         return list(x.contiguous().view(v, b, *x.shape[1:]).unbind(0))
+
+
+def _crops_pil(images: np.ndarray, boxes: np.ndarray, flips: np.ndarray) -> np.ndarray:
+    """The worker's PIL crop + bicubic resize + flip, from (B, H, W, 3) canvases and (B, V, 5)
+    boxes (integer boxes; a shrunk image's fractional boxes use PIL's ``box=`` argument)."""
+    b, v, size = boxes.shape[0], boxes.shape[1], int(boxes[0, 0, 4])
+    out = np.empty((b, v, size, size, 3), dtype=np.uint8)
+    for i in range(b):
+        image = Image.fromarray(images[i])
+        for k in range(v):
+            top, left, h, w = (float(t) for t in boxes[i, k, :4])
+            if all(t.is_integer() for t in (top, left, h, w)):
+                view = image.crop((int(left), int(top), int(left + w), int(top + h)))
+                view = view.resize((size, size), Image.BICUBIC)
+            else:
+                view = image.resize((size, size), Image.BICUBIC,
+                                    box=(left, top, left + w, top + h))
+            if flips[i, k]:
+                view = view.transpose(Image.FLIP_LEFT_RIGHT)
+            out[i, k] = np.asarray(view)
+    return out
 
 
 def _available(device: torch.device) -> bool:

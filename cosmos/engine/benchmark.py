@@ -244,8 +244,9 @@ def random_batch(template: Dict[str, Any], batch: int, device: torch.device,
     """A batch of ``batch`` pairs with the keys, shapes and dtypes of ``template`` (n pairs):
     float tensors → N(0, 1) (normalised pixels), ``*token*`` integer tensors → random ids keeping
     the padding structure (:func:`_token_rows`), other tensors (uint8 crops of the fast
-    multi-crop) and per-sample lists → repeated; ``*_photometric`` parameters → repeated, on the
-    host (the batch augmentation reads them there)."""
+    multi-crop) and per-sample lists → repeated; ``*_photometric`` parameters and ``*_boxes``
+    (crop boxes of ``resize_on_device``) → repeated, on the host (the batch augmentation reads
+    them there)."""
     if text_lengths not in TEXT_LENGTHS:
         raise CosmosError(f"text_lengths must be one of {', '.join(TEXT_LENGTHS)}, "
                           f"got {text_lengths!r}")
@@ -255,7 +256,7 @@ def random_batch(template: Dict[str, Any], batch: int, device: torch.device,
     index = torch.arange(batch) % n
 
     def like(key: str, value: torch.Tensor) -> torch.Tensor:
-        if key.endswith("_photometric"):  # augmentation parameters, read on the host
+        if key.endswith(("_photometric", "_boxes")):  # augmentation parameters, on the host
             return value[index]
         if value.is_floating_point():
             out = torch.randn((batch, *value.shape[1:]), generator=g).to(value.dtype)

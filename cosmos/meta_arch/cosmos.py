@@ -174,7 +174,8 @@ class COSMOS(nn.Module):
         return losses
 
     def forward(self, batch: Dict) -> Dict[str, torch.Tensor]:
-        if "global_crops" not in batch and "global_crops_uint8" in batch:
+        if "global_crops" not in batch and ("global_crops_uint8" in batch
+                                            or "image_uint8" in batch):
             raise ConfigError("the batch holds uint8 crops (image_crops.cosmos_multicrop_fast) "
                               "but no batch augmentation made them model inputs: set "
                               "dataloader.augment=batch_augments.dino_photometric")
