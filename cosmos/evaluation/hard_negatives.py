@@ -36,8 +36,7 @@ from torch import nn
 
 from cosmos.data.synthetic import BACKGROUNDS, COLORS, SHAPES, SMALL_POSITIONS, long_caption
 from cosmos.evaluation.ranking import choice_credit
-from cosmos.evaluation.scenes import model_device, require_fields
-from cosmos.evaluation.synthetic import embed_images, embed_tokens
+from cosmos.evaluation.scenes import embed_scenes, require_fields
 from cosmos.registry import EVALUATORS
 from cosmos.utils.errors import ConfigError, DataError
 
@@ -175,14 +174,7 @@ class HardNegativeEvaluator:
     @torch.no_grad()
     def __call__(self, model: nn.Module) -> Dict[str, float]:
         images, tokens, true, negatives = self._prepare()
-        device = model_device(model)
-        was_training = model.training
-        model.eval()
-        try:
-            img = embed_images(model, images, self.batch_size, device)              # (S, D)
-            txt = embed_tokens(model, tokens, self.batch_size, device)              # (T, D)
-        finally:
-            model.train(was_training)
+        img, txt = embed_scenes(model, images, tokens, self.batch_size)             # (S,D) (T,D)
         true_score = (img * txt[true]).sum(-1)                                      # (S,)
         valid = negatives >= 0                                                      # (S, k, K)
         neg_score = torch.einsum("sd,skjd->skj", img, txt[negatives.clamp(min=0)])

@@ -24,8 +24,7 @@ import torch
 from torch import nn
 
 from cosmos.evaluation.ranking import multi_positive_retrieval
-from cosmos.evaluation.scenes import model_device, require_fields
-from cosmos.evaluation.synthetic import embed_images, embed_tokens
+from cosmos.evaluation.scenes import embed_scenes, require_fields
 from cosmos.registry import EVALUATORS
 from cosmos.utils.errors import ConfigError, DataError
 
@@ -95,14 +94,7 @@ class ObjectRetrievalEvaluator:
     @torch.no_grad()
     def __call__(self, model: nn.Module) -> Dict[str, float]:
         images, tokens, positives = self._prepare()
-        device = model_device(model)
-        was_training = model.training
-        model.eval()
-        try:
-            img = embed_images(model, images, self.batch_size, device)              # (N, D)
-            txt = embed_tokens(model, tokens, self.batch_size, device)              # (Q, D)
-        finally:
-            model.train(was_training)
+        img, txt = embed_scenes(model, images, tokens, self.batch_size)             # (N,D) (Q,D)
         similarity = txt @ img.T                                                    # (Q, N)
         out: Dict[str, float] = {}
         for name, mask in positives.items():
