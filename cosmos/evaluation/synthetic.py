@@ -23,7 +23,11 @@ logger = logging.getLogger(__name__)
 def embed_texts(model: nn.Module, tokenizer: Callable, texts: List[str], batch_size: int,
                 device: torch.device) -> torch.Tensor:
     """Normalized text embeddings (N, D), computed in chunks of ``batch_size``."""
-    return embed_tokens(model, tokenizer(texts), batch_size, device)
+    out = []
+    for i in range(0, len(texts), batch_size):
+        tokens = tokenizer(texts[i:i + batch_size]).to(device)
+        out.append(model.encode_text(tokens, normalize=True).float().cpu())
+    return torch.cat(out)
 
 
 def _text_lengths(tokens: torch.Tensor) -> torch.Tensor:
@@ -39,7 +43,9 @@ def embed_tokens(model: nn.Module, tokens: torch.Tensor, batch_size: int,
 
     With a causal text tower (``model.text.causal``) the texts go in order of length and each
     chunk is cut after its longest text: the output is the same up to float rounding (the
-    size of the differences between batch sizes), and short texts cost much less.
+    size of the differences between batch sizes), and short texts cost much less. Used by the
+    fine-grained evaluators; :func:`embed_texts` (retrieval, classification) keeps the
+    full-length path so that their numbers stay those of earlier runs.
     """
     if len(tokens) == 0:
         raise ValueError("no texts to embed")
