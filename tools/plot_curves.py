@@ -7,6 +7,10 @@ Each run gets losses.png, temperatures.png, schedules.png, throughput.png and ev
 has data for) in ``<run>/plots/``, or in ``DIR`` with one run and ``DIR/<run name>/`` with
 several. With several runs, ``compare_losses.png`` (every run's loss terms on one figure) goes to
 ``DIR``, or by default to the runs' common parent directory.
+
+``--eval-metrics 'student/hard_negatives/*,…'`` adds ``compare_eval.png``: those evaluation
+metrics against steps, one line per group of runs that differ only in their seed (a sweep's
+``config=…,seed=N`` runs), mean ± std over the seeds as a band.
 """
 import os
 import sys
@@ -15,9 +19,10 @@ from typing import Dict, List, Optional, Sequence
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from cosmos.engine.defaults import run_cli  # noqa: E402
-from cosmos.utils.cli import ArgumentParser  # noqa: E402
+from cosmos.utils.cli import ArgumentParser, comma_list  # noqa: E402
 from cosmos.utils.errors import CosmosError  # noqa: E402
-from cosmos.visualization.curves import compare_runs, plot_curves, resolve_run  # noqa: E402
+from cosmos.visualization.curves import (  # noqa: E402
+    compare_eval, compare_runs, plot_curves, resolve_run, seed_group)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None):
@@ -27,6 +32,10 @@ def parse_args(argv: Optional[Sequence[str]] = None):
     p.add_argument("--out", default="", metavar="DIR", help="where the plots go (see below)")
     p.add_argument("--smoothing", type=float, default=None,
                    help="EMA weight in [0, 1) of the loss / throughput lines (default: by length)")
+    p.add_argument("--eval-metrics", type=comma_list, default=[], metavar="P,P,...",
+                   help="also draw compare_eval.png: these evaluation metrics (fnmatch patterns "
+                        "without 'eval/') against steps, runs that differ only in their seed "
+                        "as one line, mean ± std")
     return p.parse_args(argv)
 
 
@@ -46,6 +55,13 @@ def main(args) -> List[str]:
         raise CosmosError("the same run directory is given twice")
     labels = run_labels(runs)
     written: List[str] = []
+    if args.eval_metrics:
+        groups: Dict[str, List[str]] = {}
+        for label, run in labels.items():
+            groups.setdefault(seed_group(label), []).append(run)
+        out_dir = args.out or (os.path.commonpath(runs) if len(runs) > 1 else runs[0])
+        written.append(compare_eval(groups, args.eval_metrics,
+                                    os.path.join(out_dir, "compare_eval.png")))
     for label, run in labels.items():
         out = None
         if args.out:

@@ -362,3 +362,68 @@ def compare_runs(runs: Mapping[str, str], out_path: str,
         return fn
     return _panels(out_path, "training losses: " + " vs ".join(loaded),
                    [(t, "loss", draw(t)) for t in terms], min_legend=1)
+
+
+def seed_group(label: str) -> str:
+    """The run label without its seed: ``"config=clip,seed=2"`` → ``"config=clip"``.
+
+    Sweep runs are named ``key=value`` pairs joined by commas (``tools/sweep.py``); the pair
+    whose key is ``seed`` or ends in ``.seed`` is dropped. A label without one is its own group.
+    """
+    parts = [p for p in label.split(",")
+             if p.split("=", 1)[0].rsplit(".", 1)[-1] != "seed" or "=" not in p]
+    return ",".join(parts) or label
+
+
+def mean_std_series(runs: Sequence[Series]) -> Tuple[List[int], List[float], List[float]]:
+    """(steps every run has, mean, sample std (n − 1; 0 for one run)) of several series."""
+    steps = sorted(set.intersection(*(set(s) for s, _ in runs))) if runs else []
+    means, stds = [], []
+    for step in steps:
+        values = np.array([dict(zip(*run))[step] for run in runs], dtype=np.float64)
+        means.append(float(values.mean()))
+        stds.append(float(values.std(ddof=1)) if len(values) > 1 else 0.0)
+    return steps, means, stds
+
+
+def compare_eval(groups: Mapping[str, Sequence[str]], patterns: Sequence[str],
+                 out_path: str) -> str:
+    """Evaluation metrics against steps for groups of runs, mean ± std over each group's runs.
+
+    ``groups``: ``{label: [run dir, …]}`` (e.g. the seeds of one config); ``patterns``: fnmatch
+    patterns of the ``eval/…`` keys without the ``eval/`` prefix (``student/hard_negatives/*``).
+    One panel per matching metric, one line per group with a shaded ±1 std band; only the
+    steps that every run of a group evaluated are drawn. Returns ``out_path``.
+    """
+    import fnmatch
+
+    if not groups:
+        raise CosmosError("compare_eval needs at least one group of runs")
+    loaded = {label: [load_run(run)[1] for run in runs] for label, runs in groups.items()}
+    keys: List[str] = []
+    for runs in loaded.values():
+        for series in runs:
+            keys += [k for k in series if k.startswith("eval/") and k not in keys
+                     and any(fnmatch.fnmatchcase(k[5:], p) for p in patterns)
+                     and not k.endswith("_chance")]
+    if not keys:
+        raise CosmosError(f"no evaluation metric matches {', '.join(patterns)} in the runs "
+                          "(were they trained with train.eval_period > 0?)")
+
+    def draw(key: str):
+        def fn(ax):
+            for i, (label, runs) in enumerate(loaded.items()):
+                have = [s[key] for s in runs if key in s]
+                if len(have) < len(runs):
+                    continue
+                steps, mean, std = mean_std_series(have)
+                color = f"C{i % 10}"
+                n = len(have)
+                ax.plot(steps, mean, color=color, linewidth=1.5, marker="o", markersize=3,
+                        label=f"{label} (n={n})" if n > 1 else label)
+                if n > 1:
+                    ax.fill_between(steps, np.subtract(mean, std), np.add(mean, std),
+                                    color=color, alpha=0.2, linewidth=0)
+        return fn
+    return _panels(out_path, "evaluation, mean ± std over runs: " + " vs ".join(loaded),
+                   [(k[5:], "", draw(k)) for k in sorted(keys)], min_legend=1)
