@@ -41,9 +41,9 @@ class BatchKey:
 BATCH_KEYS: Dict[str, BatchKey] = {k.name: k for k in (
     BatchKey("images", "(B, 3, H, W)", torch.float32, "clip_single, clip_eval",
              "clip", (4,)),
-    BatchKey("global_crops", "list of G x (B, 3, g, g)", torch.float32,
-             "cosmos_multicrop; dino_photometric", "cosmos", (4,), "list"),
-    BatchKey("local_crops", "list of L x (B, 3, l, l), may be []", torch.float32,
+    BatchKey("global_crops", "[G × (B, 3, g, g)]", torch.float32,
+             "cosmos_multicrop, dino_photometric", "cosmos", (4,), "list"),
+    BatchKey("local_crops", "[L × (B, 3, l, l)] or []", torch.float32,
              "as global_crops", "cosmos", (4,), "list"),
     BatchKey("global_crops_uint8", "(B, G, g, g, 3)", torch.uint8,
              "cosmos_multicrop_fast", "dino_photometric", (5,)),
@@ -62,7 +62,7 @@ BATCH_KEYS: Dict[str, BatchKey] = {k.name: k for k in (
     BatchKey("tokens", "(B, T) or (B, n, T)", torch.int64,
              "text policy + tokenizer",
              "clip (B, T), cosmos", (2, 3)),
-    BatchKey("key", "list of B str", str, "loader", "(debugging)", (), "list"),
+    BatchKey("key", "[B × str]", str, "loader", "(debugging)", (), "list"),
     BatchKey("batch_size", "int", int, "collate", "trainer", (), "int"),
 )}
 

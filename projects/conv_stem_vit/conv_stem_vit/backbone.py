@@ -63,7 +63,8 @@ class ConvStemViT(nn.Module):
                  quick_gelu: bool = False) -> None:
         super().__init__()
         if image_size % patch_size:
-            raise ValueError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
+            raise ValueError(f"image_size {image_size} is not a multiple of patch_size "
+                             f"{patch_size}")
         self.image_size, self.patch_size, self.width, self.output_dim = (
             image_size, patch_size, width, output_dim)
         stages = max(patch_size.bit_length() - 1, 1)
