@@ -1,0 +1,2 @@
+"""A backbone added from outside the core: importing this package registers it."""
+from .backbone import ConvStemViT  # noqa: F401
