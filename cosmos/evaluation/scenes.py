@@ -1,7 +1,7 @@
 """Shared pieces of the fine-grained synthetic-scene evaluators."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -23,6 +23,18 @@ def require_fields(sample: Dict[str, Any], fields: Sequence[str], evaluator: str
                 raise DataError(f"{evaluator}: scene {key} has no '{name}' field; it needs "
                                 f"{', '.join(fields)} (the items of datasets.synthetic_scenes)")
             value = value[part]
+
+
+def scenes_to_evaluate(dataset: Sequence[Dict[str, Any]], num_samples: Optional[int],
+                       fields: Sequence[str], evaluator: str) -> int:
+    """How many scenes of ``dataset`` to evaluate (the first ``num_samples``, default all),
+    after checking there is one and that the first has ``fields`` (fail when the evaluator is
+    built, not at its first evaluation)."""
+    count = min(num_samples or len(dataset), len(dataset))
+    if count == 0:
+        raise DataError(f"{evaluator}: the dataset is empty")
+    require_fields(dataset[0], fields, evaluator)
+    return count
 
 
 def model_device(model: nn.Module) -> torch.device:
