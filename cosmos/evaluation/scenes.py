@@ -8,6 +8,7 @@ from torch import nn
 
 from cosmos.evaluation.synthetic import embed_images, embed_tokens
 from cosmos.utils.errors import DataError
+from cosmos.utils.modules import eval_mode, module_device
 
 
 def require_fields(sample: Dict[str, Any], fields: Sequence[str], evaluator: str) -> None:
@@ -37,21 +38,12 @@ def scenes_to_evaluate(dataset: Sequence[Dict[str, Any]], num_samples: Optional[
     return count
 
 
-def model_device(model: nn.Module) -> torch.device:
-    param = next(iter(model.parameters()), None)
-    return param.device if param is not None else torch.device("cpu")
-
-
 @torch.no_grad()
 def embed_scenes(model: nn.Module, images: List[torch.Tensor], tokens: torch.Tensor,
                  batch_size: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """Normalized embeddings of preprocessed images (N, D) and of token ids (T, L) → (T, D),
     with the model in eval mode for the call (its mode is restored after)."""
-    device = model_device(model)
-    was_training = model.training
-    model.eval()
-    try:
+    device = module_device(model)
+    with eval_mode(model):
         return (embed_images(model, images, batch_size, device),
                 embed_tokens(model, tokens, batch_size, device))
-    finally:
-        model.train(was_training)
