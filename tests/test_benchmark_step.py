@@ -1,7 +1,7 @@
 """``tools/benchmark.py step`` on CPU with tiny configs, and the FLOP counter against hand counts.
 
 FLOPs here count a multiply-add as 2 FLOPs (matmul (M, K) @ (K, N) = 2·M·N·K), as
-/work/shared/BENCHMARKS.md and cosmos.engine.benchmark do.
+cosmos.engine.benchmark.flops does.
 """
 from __future__ import annotations
 
@@ -15,7 +15,10 @@ import pytest
 import torch
 
 from cosmos.config import LazyConfig
-from cosmos.engine import benchmark as B
+from cosmos.engine.benchmark.batches import random_batch, template_batch
+from cosmos.engine.benchmark.flops import forward_flops
+from cosmos.engine.benchmark.step_timer import (
+    BACKWARD, EMA, LOSS, OPTIMIZER, OTHER, STUDENT, TEACHER)
 from cosmos.models import TextTransformer, VisionTransformer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,7 +74,7 @@ def _check_phases(report: dict, expected: List[str]) -> None:
     phases = report["phases"]
     assert phases["steps"] == 2 and list(phases["ms"]) == expected
     assert all(v >= 0 for v in phases["ms"].values()), phases
-    named = sum(v for k, v in phases["ms"].items() if k != B.OTHER)
+    named = sum(v for k, v in phases["ms"].items() if k != OTHER)
     # the named phases are measured inside the step and cover almost all of it on a tiny model
     assert 0.5 * phases["step_ms"] <= named <= phases["step_ms"] * 1.001, phases
 
@@ -85,7 +88,7 @@ def test_clip_step_with_openclip(tool, tmp_path, capsys) -> None:
     assert ours["status"] == "ok" and ours["pairs_per_s"] > 0 and ours["setting"].startswith("CLIP")
     assert ours["ms_mean"] > 0 and ours["ms_median"] > 0
     assert ours["peak_gib"] is None and ours["mfu"] is None  # CPU: n/a
-    _check_phases(report, [B.STUDENT, B.LOSS, B.BACKWARD, B.OPTIMIZER, B.OTHER])
+    _check_phases(report, [STUDENT, LOSS, BACKWARD, OPTIMIZER, OTHER])
     assert openclip["status"] == "ok" and openclip["pairs_per_s"] > 0, openclip
     assert report["ratios"][openclip["setting"]] == pytest.approx(
         ours["pairs_per_s"] / openclip["pairs_per_s"])
@@ -102,8 +105,8 @@ def test_cosmos_step_has_teacher_and_ema(tool, tmp_path) -> None:
     report = _run_step(tool, tmp_path, COSMOS_CONFIG, COSMOS_TINY)
     (ours,) = report["results"]
     assert ours["status"] == "ok" and ours["pairs_per_s"] > 0
-    _check_phases(report, [B.STUDENT, B.TEACHER, B.LOSS, B.BACKWARD, B.OPTIMIZER, B.EMA, B.OTHER])
-    assert report["phases"]["ms"][B.TEACHER] > 0 and report["phases"]["ms"][B.EMA] > 0
+    _check_phases(report, [STUDENT, TEACHER, LOSS, BACKWARD, OPTIMIZER, EMA, OTHER])
+    assert report["phases"]["ms"][TEACHER] > 0 and report["phases"]["ms"][EMA] > 0
     flops = report["flops"]
     assert flops["multiplier"]["teacher"] == 1 and flops["multiplier"]["student"] == 3
     per_pair = flops["forward_gflop_per_pair"]
@@ -135,7 +138,7 @@ def test_flops_of_tiny_towers_match_hand_count() -> None:
     torch.manual_seed(0)
     vit = VisionTransformer(image_size=32, patch_size=16, width=32, layers=2, heads=2,
                             output_dim=16)
-    flops, uncounted = B.forward_flops(vit, (torch.randn(3, 3, 32, 32),))
+    flops, uncounted = forward_flops(vit, (torch.randn(3, 3, 32, 32),))
     # B 3, 4 patches + CLS = 5 tokens, width 32, 2 blocks, MLP 128, output 16:
     # 2·(3·4·32·(3·16·16) + 2·(3·5·32·(96 + 32 + 2·128) + 2·3·5·5·32) + 3·32·16)
     # = 2·(294912 + 2·189120 + 1536) = 1349376
@@ -146,7 +149,7 @@ def test_flops_of_tiny_towers_match_hand_count() -> None:
                            output_dim=8)
     tokens = torch.randint(1, 98, (2, 16))
     tokens[:, -1] = 99
-    flops, _ = B.forward_flops(text, (tokens,))
+    flops, _ = forward_flops(text, (tokens,))
     # 2·(2·16·32·(4·32 + 2·128) + 2·2·16·16·32 + 2·32·8) = 2·426496
     assert flops[""] == 2 * _text_macs(2, 16, 32, 1, 8) == 852992
 
@@ -155,16 +158,16 @@ def test_random_batch_keeps_structure() -> None:
     per_sample = ["dataloader.train.image_transform._target_=image_crops.cosmos_multicrop",
                   "dataloader.augment=null"]
     cfg = LazyConfig.apply_overrides(LazyConfig.load(COSMOS_CONFIG), COSMOS_TINY + per_sample)
-    template = B.template_batch(cfg, num_samples=3)
-    batch = B.random_batch(template, 7, torch.device("cpu"))
+    template = template_batch(cfg, num_samples=3)
+    batch = random_batch(template, 7, torch.device("cpu"))
     assert set(batch) == set(template) and batch["batch_size"] == 7
     for key in ("global_crops", "local_crops"):
         assert [t.shape[1:] for t in batch[key]] == [t.shape[1:] for t in template[key]]
         assert all(t.shape[0] == 7 and t.dtype == torch.float32 for t in batch[key])
     # the fast multi-crop (the config's default): uint8 crops and their parameters repeated
-    fast = B.template_batch(LazyConfig.apply_overrides(LazyConfig.load(COSMOS_CONFIG),
-                                                       COSMOS_TINY), num_samples=3)
-    fast_batch = B.random_batch(fast, 7, torch.device("cpu"))
+    fast = template_batch(LazyConfig.apply_overrides(LazyConfig.load(COSMOS_CONFIG),
+                                                     COSMOS_TINY), num_samples=3)
+    fast_batch = random_batch(fast, 7, torch.device("cpu"))
     for key in ("global_crops_uint8", "local_crops_uint8", "global_photometric"):
         assert fast_batch[key].shape == (7, *fast[key].shape[1:])
         assert torch.equal(fast_batch[key], fast[key][torch.arange(7) % 3])
@@ -172,8 +175,8 @@ def test_random_batch_keeps_structure() -> None:
     # resize_on_device: the canvases and the float64 crop boxes repeated, not redrawn
     moved_cfg = LazyConfig.apply_overrides(LazyConfig.load(COSMOS_CONFIG), COSMOS_TINY)
     moved_cfg.dataloader.train.image_transform.resize_on_device = True
-    moved = B.template_batch(moved_cfg, num_samples=3)
-    moved_batch = B.random_batch(moved, 7, torch.device("cpu"))
+    moved = template_batch(moved_cfg, num_samples=3)
+    moved_batch = random_batch(moved, 7, torch.device("cpu"))
     for key in ("image_uint8", "global_boxes", "local_boxes"):
         assert torch.equal(moved_batch[key], moved[key][torch.arange(7) % 3])
     assert moved_batch["global_boxes"].dtype == torch.float64
@@ -182,7 +185,7 @@ def test_random_batch_keeps_structure() -> None:
     eot = ref.argmax(-1)
     assert torch.equal(tokens.argmax(-1), eot) and torch.equal(tokens == 0, ref == 0)
     assert torch.equal(tokens[..., 0], ref[..., 0])
-    full = B.random_batch(template, 5, torch.device("cpu"), text_lengths="full")["tokens"]
+    full = random_batch(template, 5, torch.device("cpu"), text_lengths="full")["tokens"]
     assert (full.argmax(-1) == full.shape[-1] - 1).all() and (full > 0).all()
 
 

@@ -444,3 +444,14 @@ def test_a_later_scene_without_the_field_stops_too() -> None:
     ev = HardNegativeEvaluator(scenes, EvalCrop(size=32), ClipTokenizer(77))
     with pytest.raises(DataError, match="scene val-00000002 has no 'wording' field"):
         ev(build_dual_encoder("tiny-16"))
+
+
+@pytest.mark.parametrize("evaluator", [HardNegativeEvaluator, ObjectRetrievalEvaluator])
+def test_scene_evaluators_refuse_an_empty_dataset_and_clamp_num_samples(evaluator) -> None:
+    with pytest.raises(DataError, match="the dataset is empty"):
+        evaluator(_Scenes(), EvalCrop(size=32), ClipTokenizer(77))
+    data = _scenes(3)
+    scenes = _Scenes(data[i] for i in range(3))
+    assert evaluator(scenes, EvalCrop(size=32), ClipTokenizer(77), num_samples=2).num_samples == 2
+    assert evaluator(scenes, EvalCrop(size=32), ClipTokenizer(77), num_samples=9).num_samples == 3
+    assert evaluator(scenes, EvalCrop(size=32), ClipTokenizer(77)).num_samples == 3

@@ -1,5 +1,6 @@
 """LIST InfoNCE, the COSMOS distillation loss and SigLIP against direct transcriptions of the
-equations (cosmos-official.md §4), hand values, and a 2-process gloo run vs one process."""
+equations (arXiv 2412.01814; the official ``src/open_clip/loss.py``), hand values, and a
+2-process gloo run vs one process."""
 from __future__ import annotations
 
 import math

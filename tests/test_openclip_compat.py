@@ -17,7 +17,7 @@ from open_clip.model import convert_to_custom_text_state_dict
 from safetensors.torch import save_file
 
 from cosmos.layers.mlp import Mlp
-from cosmos.models import (DualEncoder, build_dual_encoder, from_openclip, preset,
+from cosmos.models import (DualEncoder, build_dual_encoder, build_tower, from_openclip, preset,
                            read_state_dict, to_openclip)
 from cosmos.utils.errors import CheckpointError, CosmosError
 
@@ -138,6 +138,23 @@ def test_presets_and_overrides() -> None:
         build_dual_encoder("tiny-16", vision={"patch": 8})
     with pytest.raises(CosmosError, match="depth"):
         build_dual_encoder("tiny-16", depth=3)
+
+
+def test_build_tower_is_the_dual_encoders_tower() -> None:
+    torch.manual_seed(0)
+    pair = build_dual_encoder("tiny-16")
+    torch.manual_seed(0)
+    vision = build_tower("tiny-16", "vision")  # built first in both: the same draws
+    assert vision.state_dict().keys() == pair.visual.state_dict().keys()
+    assert all(torch.equal(v, pair.visual.state_dict()[k]) for k, v in vision.state_dict().items())
+    assert _shapes(build_tower("tiny-16", "text")) == _shapes(pair.text)
+    # 64 px / 16 px patches: 16 patches + CLS at width 64; output width = embed_dim 32
+    wide = build_tower("tiny-16", "vision", image_size=64)
+    assert wide.positional_embedding.shape == (17, 64) and wide.output_dim == 32
+    with pytest.raises(CosmosError, match="unknown tower 'audio'"):
+        build_tower("tiny-16", "audio")
+    with pytest.raises(CosmosError, match="unknown vision override.*patch"):
+        build_tower("tiny-16", "vision", patch=8)
 
 
 def test_quick_gelu_mlp() -> None:

@@ -11,7 +11,7 @@ import torch
 from cosmos.checkpoint import Checkpointer, load_checkpoint
 from cosmos.models import DualEncoder, TextTransformer, VisionTransformer
 from cosmos.solver import Constant, WarmupCosine, get_param_groups
-from cosmos.utils.atomic import atomic_write_text
+from cosmos.utils.atomic import AtomicFile, atomic_write, atomic_write_text
 from cosmos.utils.errors import CheckpointError
 
 
@@ -89,3 +89,33 @@ def test_atomic_writes_get_the_umask_permissions(tmp_path) -> None:
         assert stat.S_IMODE(os.stat(tmp_path / "private.txt").st_mode) == 0o600
     finally:
         os.umask(old)
+
+
+def test_atomic_file_commits_whole_or_not_at_all(tmp_path) -> None:
+    """A file written in pieces (a shard) appears complete on commit; abort, a failed write or a
+    failed verification leave the old file and no temporary behind."""
+    path = str(tmp_path / "data.bin")
+    out = AtomicFile(path)
+    out.file.write(b"abc")
+    assert not os.path.exists(path)  # nothing visible before the commit
+    out.file.write(b"def")
+    out.commit()
+    assert open(path, "rb").read() == b"abcdef"
+    out = AtomicFile(path)
+    out.file.write(b"partial")
+    out.abort()
+
+    def fail(f) -> None:
+        f.write(b"torn")
+        raise OSError("disk full")
+
+    def reject(tmp: str) -> None:
+        assert open(tmp, "rb").read() == b"new"  # verify sees the complete temporary file
+        raise ValueError("does not reload")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(path, fail)
+    with pytest.raises(ValueError, match="does not reload"):
+        atomic_write_text(path, "new", verify=reject)
+    assert open(path, "rb").read() == b"abcdef"
+    assert os.listdir(tmp_path) == ["data.bin"]

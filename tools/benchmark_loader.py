@@ -54,11 +54,11 @@ from cosmos.data import ClipTokenizer, collate  # noqa: E402
 from cosmos.data.multicrop import MultiCrop  # noqa: E402
 from cosmos.data.multicrop_fast import FastMultiCrop  # noqa: E402
 from cosmos.data.photometric import DinoPhotometric  # noqa: E402
-from cosmos.data.shard_writer import synthetic_samples, write_shards  # noqa: E402
 from cosmos.data.synthetic import SyntheticScenes  # noqa: E402
-from cosmos.utils.cli import ArgumentParser, add_out_argument, comma_list  # noqa: E402
 from cosmos.data.text_crops import TextCrop  # noqa: E402
 from cosmos.data.transforms import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD  # noqa: E402
+from cosmos.engine.benchmark.shards import write_benchmark_shards  # noqa: E402
+from cosmos.utils.cli import ArgumentParser, add_out_argument  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_CONFIG = os.path.join(REPO, "configs", "common", "data", "webdataset.py")
@@ -149,8 +149,8 @@ class OfficialTransforms:
     def _draw(sentences: Sequence[str], n: int) -> List[str]:
         if len(sentences) >= n:
             return random.sample(list(sentences), n)
-        return list(sentences) * (n // len(sentences)) + random.sample(list(sentences),
-                                                                      n % len(sentences))
+        return (list(sentences) * (n // len(sentences))
+                + random.sample(list(sentences), n % len(sentences)))
 
     def text(self, captions: Dict[str, Any]) -> torch.Tensor:
         import open_clip
@@ -313,13 +313,6 @@ def stage_rows(sizes: Sequence[int], samples: int, batch: int) -> List[Dict[str,
 
 
 # ----------------------------------------------------------------------------- loader
-def write_benchmark_shards(directory: str, image_size: int, num_samples: int = 256) -> str:
-    dataset = SyntheticScenes(num_samples=num_samples, image_size=image_size, split="bench")
-    write_shards(synthetic_samples(dataset, presplit=True, image_format="jpg"), directory,
-                 prefix="bench", samples_per_shard=32)
-    return os.path.join(directory, f"bench-{{000000..{num_samples // 32 - 1:06d}}}.tar")
-
-
 def measure_loader(urls: str, workers: int, pipeline: str, args: argparse.Namespace
                    ) -> Dict[str, Any]:
     cfg = LazyConfig.load(DATA_CONFIG)
@@ -426,7 +419,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args.source = args.shards or f"synthetic {(args.size_list or [256])[0]} px JPEG shards"
     if args.worker_list:
         with tempfile.TemporaryDirectory() as tmp:
-            urls = args.shards or write_benchmark_shards(tmp, (args.size_list or [256])[0])
+            urls = args.shards or write_benchmark_shards(tmp, (args.size_list or [256])[0],
+                                                         num_samples=256, samples_per_shard=32)
             loader = [measure_loader(urls, w, pipeline, args)
                       for pipeline in ("today", "fast", "fast_device") for w in args.worker_list]
     print_report(stages, loader, args)

@@ -30,10 +30,9 @@ from typing import Dict, List, Optional
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from cosmos.config import LazyConfig, instantiate  # noqa: E402
-from cosmos.data.shard_writer import synthetic_samples, write_shards  # noqa: E402
 from cosmos.data.shards import STREAM_SHUFFLE, decode_sample, expand_urls  # noqa: E402
 from cosmos.data.shards import _Spec  # noqa: E402
-from cosmos.data.synthetic import SyntheticScenes  # noqa: E402
+from cosmos.engine.benchmark.shards import write_benchmark_shards  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_CONFIG = os.path.join(REPO, "configs", "common", "data", "webdataset.py")
@@ -103,11 +102,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as directory:
-        dataset = SyntheticScenes(num_samples=args.samples, image_size=args.image_size,
-                                  split="bench")
-        write_shards(synthetic_samples(dataset, presplit=True, image_format="jpg"), directory,
-                     prefix="bench", samples_per_shard=PER_SHARD)
-        names = f"bench-{{000000..{args.samples // PER_SHARD - 1:06d}}}.tar"
+        names = os.path.basename(write_benchmark_shards(directory, args.image_size, args.samples,
+                                                        PER_SHARD))
         server, base = _serve(directory)
         try:
             sources = {"local files": f"{directory}/{names}", "HTTP (loopback)": f"{base}/{names}",

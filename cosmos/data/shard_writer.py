@@ -28,6 +28,7 @@ from cosmos.data.csv_dataset import (
     extra_columns, iter_table, parse_caption_value, resolve_path,
 )
 from cosmos.data.text_crops import split_caption, to_sentences
+from cosmos.utils.atomic import AtomicFile, atomic_write_text
 from cosmos.utils.errors import DataError
 from cosmos.utils.file_io import PathManager
 
@@ -82,29 +83,13 @@ def _check_key(key: Any) -> str:
     return key
 
 
-def _write_atomic(path: str, write: Callable[[Any], None]) -> None:
-    """Write ``path`` through a hidden temporary file beside it, then rename it into place."""
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 class _ShardFile:
     """One shard being written to its temporary name."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
-        self.file = open(self.tmp, "wb")
-        self.tar = tarfile.open(fileobj=self.file, mode="w", format=tarfile.PAX_FORMAT)
+        self.out = AtomicFile(path)
+        self.tar = tarfile.open(fileobj=self.out.file, mode="w", format=tarfile.PAX_FORMAT)
         self.count = 0
         self.last_key: Optional[str] = None
         self.start = time.perf_counter()
@@ -125,10 +110,7 @@ class _ShardFile:
     def finish(self) -> float:
         """Close, fsync and rename into place; returns the elapsed seconds."""
         self.tar.close()
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
-        os.replace(self.tmp, self.path)
+        self.out.commit()
         return time.perf_counter() - self.start
 
     def abort(self) -> None:
@@ -136,9 +118,7 @@ class _ShardFile:
             self.tar.close()
         except Exception:
             pass
-        self.file.close()
-        if os.path.exists(self.tmp):
-            os.remove(self.tmp)
+        self.out.abort()
 
 
 def write_shards(samples: Iterable[Mapping[str, Any]], out_dir: str, prefix: str = "shard",
@@ -190,7 +170,7 @@ def write_shards(samples: Iterable[Mapping[str, Any]], out_dir: str, prefix: str
     index = {"shards": names, "num_samples": sum(counts), "samples_per_shard": samples_per_shard,
              "source": source, "presplit": bool(presplit), "sample_counts": counts}
     text = json.dumps(index, indent=1) + "\n"
-    _write_atomic(os.path.join(out_dir, index_name(prefix)), lambda f: f.write(text.encode()))
+    atomic_write_text(os.path.join(out_dir, index_name(prefix)), text)
     return index
 
 

@@ -31,6 +31,7 @@ from cosmos.evaluation.classnames import DATASET_CLASSNAMES, DATASET_TEMPLATES
 from cosmos.evaluation.synthetic import embed_texts
 from cosmos.registry import EVALUATORS
 from cosmos.utils.errors import ConfigError, DataError
+from cosmos.utils.modules import eval_mode, module_device
 
 CLASSIFICATION_DATASETS = ("imagenet", "cifar10", "cifar100", "food101", "stanford_cars",
                            "fgvc_aircraft", "dtd", "oxford_pets", "flowers102", "caltech101",
@@ -218,14 +219,11 @@ class ZeroShotClassifier:
 
     @torch.no_grad()
     def __call__(self, model: nn.Module) -> Dict[str, float]:
-        param = next(iter(model.parameters()), None)
-        device = param.device if param is not None else torch.device("cpu")
-        was_training = model.training
-        model.eval()
+        device = module_device(model)
         num_classes = len(self.classnames)
         k = min(5, num_classes)
         hits1 = hits5 = total = 0
-        try:
+        with eval_mode(model):
             weights = self.class_weights(model, device)                            # (C, D)
             loader = DataLoader(_Transformed(self.dataset, self.transform),
                                 batch_size=self.batch_size, shuffle=False,
@@ -240,8 +238,6 @@ class ZeroShotClassifier:
                 hits1 += int(correct[:, 0].sum())
                 hits5 += int(correct.any(dim=1).sum())
                 total += len(labels)
-        finally:
-            model.train(was_training)
         if total == 0:
             raise DataError("zeroshot_classification: the dataset is empty")
         out = {"top1": 100.0 * hits1 / total}

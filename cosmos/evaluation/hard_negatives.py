@@ -36,7 +36,7 @@ from torch import nn
 
 from cosmos.data.synthetic import BACKGROUNDS, COLORS, SHAPES, SMALL_POSITIONS, long_caption
 from cosmos.evaluation.ranking import choice_credit
-from cosmos.evaluation.scenes import embed_scenes, require_fields
+from cosmos.evaluation.scenes import embed_scenes, require_fields, scenes_to_evaluate
 from cosmos.registry import EVALUATORS
 from cosmos.utils.errors import ConfigError, DataError
 
@@ -126,10 +126,7 @@ class HardNegativeEvaluator:
                                   f"{', '.join(KINDS)}")
         self.dataset, self.transform, self.tokenizer = dataset, transform, tokenizer
         self.num_negatives, self.seed, self.batch_size = int(num_negatives), int(seed), batch_size
-        self.num_samples = min(num_samples or len(dataset), len(dataset))
-        if self.num_samples == 0:
-            raise DataError(f"{NAME}: the dataset is empty")
-        require_fields(dataset[0], FIELDS, NAME)  # fail when the evaluator is built
+        self.num_samples = scenes_to_evaluate(dataset, num_samples, FIELDS, NAME)
         self._cache = None
 
     def _prepare(self):

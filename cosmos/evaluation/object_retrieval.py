@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from cosmos.evaluation.ranking import multi_positive_retrieval
-from cosmos.evaluation.scenes import embed_scenes, require_fields
+from cosmos.evaluation.scenes import embed_scenes, require_fields, scenes_to_evaluate
 from cosmos.registry import EVALUATORS
 from cosmos.utils.errors import ConfigError, DataError
 
@@ -54,10 +54,7 @@ class ObjectRetrievalEvaluator:
             raise ConfigError(f"{NAME}: ks must be positive cut-offs, got {list(ks)}")
         self.dataset, self.transform, self.tokenizer = dataset, transform, tokenizer
         self.ks, self.batch_size = tuple(int(k) for k in ks), batch_size
-        self.num_samples = min(num_samples or len(dataset), len(dataset))
-        if self.num_samples == 0:
-            raise DataError(f"{NAME}: the dataset is empty")
-        require_fields(dataset[0], FIELDS, NAME)  # fail when the evaluator is built
+        self.num_samples = scenes_to_evaluate(dataset, num_samples, FIELDS, NAME)
         self._cache = None
 
     def _prepare(self):

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cosmos.registry import EVALUATORS
+from cosmos.utils.modules import eval_mode, module_device
 
 
 def _image_and_label(item: Any) -> Tuple[Any, int]:
@@ -24,22 +25,20 @@ def _image_and_label(item: Any) -> Tuple[Any, int]:
 def extract_features(model: nn.Module, dataset: Sequence, transform: Callable, batch_size: int,
                      max_samples: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """(features (N, D) normalised, labels (N,)) of ``dataset`` items ``(image, label)`` or dicts."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
+    device = module_device(model)
     n = min(len(dataset), max_samples or len(dataset))
     feats, labels = [], []
-    for start in range(0, n, batch_size):
-        images, batch_labels = [], []
-        for i in range(start, min(start + batch_size, n)):
-            image, label = _image_and_label(dataset[i])
-            view = transform(image)
-            images.append(view["images"] if isinstance(view, dict) else view)
-            batch_labels.append(label)
-        out = model.encode_image(torch.stack(images).to(device), normalize=True)
-        feats.append(out.float().cpu())
-        labels.append(torch.tensor(batch_labels))
-    model.train(was_training)
+    with eval_mode(model):
+        for start in range(0, n, batch_size):
+            images, batch_labels = [], []
+            for i in range(start, min(start + batch_size, n)):
+                image, label = _image_and_label(dataset[i])
+                view = transform(image)
+                images.append(view["images"] if isinstance(view, dict) else view)
+                batch_labels.append(label)
+            out = model.encode_image(torch.stack(images).to(device), normalize=True)
+            feats.append(out.float().cpu())
+            labels.append(torch.tensor(batch_labels))
     return torch.cat(feats), torch.cat(labels)
 
 

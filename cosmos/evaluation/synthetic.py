@@ -15,6 +15,7 @@ from torch import nn
 
 from cosmos.evaluation.retrieval import retrieval_metrics
 from cosmos.registry import EVALUATORS
+from cosmos.utils.modules import eval_mode, module_device
 
 logger = logging.getLogger(__name__)
 
@@ -108,9 +109,12 @@ class SceneEvaluator:
     @torch.no_grad()
     def __call__(self, model: nn.Module) -> Dict[str, float]:
         images, captions, small, small_owner, labels = self._prepare()
-        device = next(model.parameters()).device
-        was_training = model.training
-        model.eval()
+        device = module_device(model)
+        with eval_mode(model):
+            return self._evaluate(model, device, images, captions, small, small_owner, labels)
+
+    def _evaluate(self, model: nn.Module, device: torch.device, images, captions, small,
+                  small_owner, labels) -> Dict[str, float]:
         img = embed_images(model, images, self.batch_size, device)
         results = {}
         txt = embed_texts(model, self.tokenizer, captions, self.batch_size, device)
@@ -127,5 +131,4 @@ class SceneEvaluator:
                                         self.batch_size, device).mean(0), dim=-1) for n in names])
             top1 = (img @ weights.T).argmax(dim=1)
             results["classification/top1"] = 100.0 * float((top1 == labels).double().mean())
-        model.train(was_training)
         return results

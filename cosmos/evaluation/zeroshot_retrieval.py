@@ -17,14 +17,10 @@ from cosmos.evaluation.retrieval_datasets import LAYOUTS, read_retrieval_annotat
 from cosmos.evaluation.synthetic import embed_images, embed_texts
 from cosmos.registry import EVALUATORS
 from cosmos.utils.errors import ConfigError, DataError
+from cosmos.utils.modules import eval_mode, module_device
 
 # Image folder relative to ``root`` when ``image_dir`` is not given.
 DEFAULT_IMAGE_DIRS = {"karpathy": "", "coco": "val2017", "flickr_official": ""}
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    param = next(iter(model.parameters()), None)
-    return param.device if param is not None else torch.device("cpu")
 
 
 @EVALUATORS.register(name="retrieval")
@@ -84,13 +80,9 @@ class RetrievalEvaluator:
 
     @torch.no_grad()
     def __call__(self, model: nn.Module) -> Dict[str, float]:
-        device = _model_device(model)
-        was_training = model.training
-        model.eval()
-        try:
+        device = module_device(model)
+        with eval_mode(model):
             img = self.image_embeddings(model, device)                                 # (I, D)
             txt = embed_texts(model, self.tokenizer, self.captions, self.batch_size,
                               device)                                              # (T, D)
-        finally:
-            model.train(was_training)
         return retrieval_metrics(img @ txt.T, self.text_to_image)

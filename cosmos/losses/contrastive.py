@@ -12,17 +12,25 @@ With one process both are the plain loss.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from cosmos.losses.features import Features, as_blocks
 from cosmos.registry import LOSSES
 from cosmos.utils.distributed import gather_with_grad, get_rank, get_world_size
 
 GATHER_MODES = ("local", "official")
+
+
+def check_gather(gather: str) -> str:
+    """``gather`` itself when it is one of :data:`GATHER_MODES`; a ValueError otherwise."""
+    if gather not in GATHER_MODES:
+        raise ValueError(f"gather must be one of {GATHER_MODES}, got {gather!r}")
+    return gather
 
 
 def _gather_no_grad(x: torch.Tensor) -> torch.Tensor:
@@ -72,7 +80,7 @@ def _stack_gathered(blocks: Sequence[torch.Tensor],
 
 def list_infonce(a_blocks: Sequence[torch.Tensor], b_blocks: Sequence[torch.Tensor],
                  scale: torch.Tensor, gather: str = "local") -> torch.Tensor:
-    """LIST(A, B; τ) = (1/(m·n)) Σ_i Σ_j NCE(A_i, B_j; τ) (cosmos-official.md §4.1).
+    """LIST(A, B; τ) = (1/(m·n)) Σ_i Σ_j NCE(A_i, B_j; τ) (the official ``ClipLoss``).
 
     a_blocks: m blocks (N, D), b_blocks: n blocks (N, D), rows aligned by sample, L2-normalized.
     Every block is gathered once; all pairs' logits come from one batched matmul per direction,
@@ -98,19 +106,12 @@ def list_infonce(a_blocks: Sequence[torch.Tensor], b_blocks: Sequence[torch.Tens
 
 def clip_list_loss(image_blocks: Sequence[torch.Tensor], text_blocks: Sequence[torch.Tensor],
                    scale: torch.Tensor, gather: str = "local") -> torch.Tensor:
-    """COSMOS's CLIP term L_clip = LIST(image, text; τ_c) (cosmos-official.md §4.2).
+    """COSMOS's CLIP term L_clip = LIST(image, text; τ_c) (arXiv 2412.01814).
 
     image_blocks: the global crops' normalized embeddings, 2 × (B, D); text_blocks: all
     captions' normalized embeddings, 8 × (B, D); scale = exp(logit_scale). → scalar.
     """
     return list_infonce(image_blocks, text_blocks, scale, gather)
-
-
-Features = Union[torch.Tensor, Sequence[torch.Tensor]]
-
-
-def _as_blocks(x: Features) -> Sequence[torch.Tensor]:
-    return [x] if isinstance(x, torch.Tensor) else list(x)
 
 
 @LOSSES.register(name="clip_infonce")
@@ -125,11 +126,9 @@ class ClipInfoNCE(nn.Module):
 
     def __init__(self, gather: str = "local") -> None:
         super().__init__()
-        if gather not in GATHER_MODES:
-            raise ValueError(f"gather must be one of {GATHER_MODES}, got {gather!r}")
-        self.gather = gather
+        self.gather = check_gather(gather)
 
     def forward(self, image_features: Features, text_features: Features, logit_scale: torch.Tensor,
                 logit_bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return list_infonce(_as_blocks(image_features), _as_blocks(text_features), logit_scale,
+        return list_infonce(as_blocks(image_features), as_blocks(text_features), logit_scale,
                             self.gather)

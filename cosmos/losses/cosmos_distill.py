@@ -1,4 +1,5 @@
-"""COSMOS cross-modal distillation loss L_cosmos (reference/cosmos-official.md §4.2)."""
+"""COSMOS cross-modal distillation loss L_cosmos (arXiv 2412.01814; the official repository's
+``src/open_clip/loss.py``, ``COSMOSLoss``)."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -6,7 +7,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from cosmos.losses.contrastive import GATHER_MODES, list_infonce
+from cosmos.losses.contrastive import check_gather, list_infonce
 from cosmos.registry import LOSSES
 
 
@@ -27,9 +28,7 @@ class CosmosDistillLoss(nn.Module):
 
     def __init__(self, gather: str = "local") -> None:
         super().__init__()
-        if gather not in GATHER_MODES:
-            raise ValueError(f"gather must be one of {GATHER_MODES}, got {gather!r}")
-        self.gather = gather
+        self.gather = check_gather(gather)
 
     def forward(self, img_cross: Sequence[torch.Tensor], txt_cross: Sequence[torch.Tensor],
                 teacher_img: Sequence[torch.Tensor], teacher_txt: Sequence[torch.Tensor],

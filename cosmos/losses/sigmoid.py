@@ -1,4 +1,4 @@
-"""SigLIP's pairwise sigmoid loss (peers.md §A.4), registered as ``losses.siglip``.
+"""SigLIP's pairwise sigmoid loss (arXiv 2303.15343), registered as ``losses.siglip``.
 
 Multi-process: the simple all-gather variant (not OpenCLIP's neighbour exchange). Each rank
 gathers the text features of all ranks *with* gradient and scores its N local images against
@@ -9,21 +9,17 @@ the combined-batch loss exactly. With one process it is the plain loss.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cosmos.losses.features import Features, as_blocks
 from cosmos.registry import LOSSES
 from cosmos.utils.distributed import gather_with_grad, get_rank
 
-Features = Union[torch.Tensor, Sequence[torch.Tensor]]
 SIGLIP_GATHER_MODES = ("local",)
-
-
-def _as_blocks(x: Features) -> Sequence[torch.Tensor]:
-    return [x] if isinstance(x, torch.Tensor) else list(x)
 
 
 def _sigmoid_labels(rows: int, cols: int, like: torch.Tensor) -> torch.Tensor:
@@ -72,6 +68,6 @@ class SigLIPLoss(nn.Module):
     def forward(self, image_features: Features, text_features: Features, logit_scale: torch.Tensor,
                 logit_bias: Optional[torch.Tensor] = None) -> torch.Tensor:
         bias = self.logit_bias if logit_bias is None else logit_bias
-        images, texts = _as_blocks(image_features), _as_blocks(text_features)
+        images, texts = as_blocks(image_features), as_blocks(text_features)
         total = sum(sigmoid_loss(i, t, logit_scale, bias) for i in images for t in texts)
         return total / (len(images) * len(texts))

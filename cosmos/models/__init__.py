@@ -2,7 +2,7 @@
 from cosmos.models.dual_encoder import DualEncoder  # noqa: F401
 from cosmos.models.text import TextTransformer  # noqa: F401
 from cosmos.models.vit import VisionTransformer, interpolate_pos_embed  # noqa: F401
-from cosmos.models.presets import build_dual_encoder, preset  # noqa: F401
+from cosmos.models.presets import build_dual_encoder, build_tower, preset  # noqa: F401
 from cosmos.models.convert import from_openclip, read_state_dict, to_openclip  # noqa: F401
 from cosmos.models.cross_attention import (  # noqa: F401
     AttentionalCrossPooler, CrossAttention, TokenMapping, cross_modal_embedding)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Union
 
 from cosmos.models.dual_encoder import DualEncoder
 from cosmos.models.text import TextTransformer
@@ -84,6 +84,25 @@ def _merge(cfg: Dict[str, Any], overrides: Dict[str, Any], arch: str) -> Dict[st
     return cfg
 
 
+_TOWERS = {"vision": VisionTransformer, "text": TextTransformer}
+
+
+def _tower(cfg: Dict[str, Any], tower: str) -> Union[VisionTransformer, TextTransformer]:
+    """The ``tower`` ("vision" | "text") of a merged preset dict, randomly initialised."""
+    return _TOWERS[tower](**cfg[tower], output_dim=cfg["embed_dim"], quick_gelu=cfg["quick_gelu"],
+                          grad_checkpointing=cfg.get("grad_checkpointing", False))
+
+
+def build_tower(arch: str, tower: str, **fields: Any
+                ) -> Union[VisionTransformer, TextTransformer]:
+    """The image (``tower="vision"``) or text (``"text"``) tower of preset ``arch`` alone,
+    randomly initialised, its output of width ``embed_dim``; ``fields`` change tower fields,
+    e.g. ``build_tower("ViT-B-16", "vision", image_size=96)``."""
+    if tower not in _TOWERS:
+        raise CosmosError(f"unknown tower {tower!r}; known: {', '.join(_TOWERS)}")
+    return _tower(_merge(preset(arch), {tower: fields}, arch), tower)
+
+
 def build_dual_encoder(arch: str, **overrides: Any) -> DualEncoder:
     """Build a randomly initialised DualEncoder from preset ``arch``.
 
@@ -92,10 +111,8 @@ def build_dual_encoder(arch: str, **overrides: Any) -> DualEncoder:
     ``vision={...}`` / ``text={...}`` to change tower fields, e.g. ``vision={"image_size": 96}``.
     """
     cfg = _merge(preset(arch), overrides, arch)
-    common = {"output_dim": cfg["embed_dim"], "quick_gelu": cfg["quick_gelu"],
-              "grad_checkpointing": cfg.get("grad_checkpointing", False)}
-    visual = VisionTransformer(**cfg["vision"], **common)
-    text = TextTransformer(**cfg["text"], **common)
+    visual = _tower(cfg, "vision")
+    text = _tower(cfg, "text")
     init_scale: float = cfg.get("init_logit_scale", math.log(1 / 0.07))
     init_bias: Optional[float] = cfg.get("init_logit_bias")
     return DualEncoder(visual, text, init_logit_scale=init_scale, init_logit_bias=init_bias)

@@ -27,6 +27,7 @@ from cosmos.evaluation.segmentation.sliding import (normalize, resize_keep_ratio
 from cosmos.evaluation.scenes import require_fields
 from cosmos.registry import EVALUATORS
 from cosmos.utils.errors import CosmosError
+from cosmos.utils.modules import eval_mode, module_device
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def query_embeddings(model: nn.Module, tokenizer: Callable, queries: Sequence[st
                      batch_size: int = 256) -> torch.Tensor:
     """(Q, D) float32: per query, template embeddings normalised, averaged, renormalised."""
     model = _dual_encoder(model)
-    device = next(model.parameters()).device
+    device = module_device(model)
     texts = [_fill(t, q) for q in queries for t in templates]
     emb = []
     for i in range(0, len(texts), batch_size):
@@ -141,16 +142,11 @@ class _SegmentationRunner:
                     samples: Iterable[Dict]) -> Iterator[Tuple[Dict, torch.Tensor]]:
         """(sample, (H, W) class map) per sample, in eval mode without gradients."""
         model = _dual_encoder(model)
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                text = query_embeddings(model, self.tokenizer, self.queries, self.templates,
-                                        self.text_batch_size)
-                for sample in samples:
-                    yield sample, self.predict(model, text, sample["image"])
-        finally:
-            model.train(was_training)
+        with eval_mode(model), torch.no_grad():
+            text = query_embeddings(model, self.tokenizer, self.queries, self.templates,
+                                    self.text_batch_size)
+            for sample in samples:
+                yield sample, self.predict(model, text, sample["image"])
 
     def run(self, model: nn.Module, samples: Iterable[Dict]) -> Dict[str, float]:
         cm = ConfusionMatrix(len(self.class_lines))
