@@ -16,10 +16,10 @@ import torch
 from PIL import Image
 
 from cosmos.data.synthetic import SyntheticScenes
+from cosmos.engine.inference import load_model_for_inference
 from cosmos.models import build_cosmos_student, to_official_cosmos
 from cosmos.visualization.attention import (
-    CROSS, FALLBACK, IMAGE_ROW_PX, WIDTH_PX, apply_attention, attention_weights, compute_attention,
-    load_for_visualization, pooler_weights, render_attention)
+    CROSS, FALLBACK, IMAGE_ROW_PX, WIDTH_PX, compute_attention, pooler_weights, render_attention)
 from tests.helpers import REPO, TRAIN_NET, tiny_overrides
 
 TOOL = os.path.join(REPO, "tools", "visualize_attention.py")
@@ -137,7 +137,7 @@ def test_weights_reproduce_the_cross_poolers_outputs() -> None:
         for key_mask in (None, mask):
             with torch.no_grad():
                 weights = pooler_weights(pooler, query, tokens, key_mask)  # (B, H, Lk)
-                rebuilt = apply_attention(pooler.attn, weights[:, :, None], pooler.ln_k(tokens))
+                rebuilt = pooler.attn.apply_weights(weights[:, :, None], pooler.ln_k(tokens))
                 expected = pooler(query, tokens, key_mask)
             assert weights.shape == (3, 8, 7)
             assert torch.allclose(weights.sum(-1), torch.ones(3, 8), atol=1e-6)
@@ -173,19 +173,59 @@ def test_fallback_weights_are_the_last_blocks_own() -> None:
         assert causal == (name == "text")
         keep = torch.arange(x.shape[1]) > row if causal else None
         with torch.no_grad():
-            weights = attention_weights(attn, x[:, row:row + 1], x,
-                                        None if keep is None else keep[None])
-            rebuilt = apply_attention(attn, weights, x)
+            weights = attn.attention_weights(x[:, row:row + 1], x,
+                                             None if keep is None else keep[None])
+            rebuilt = attn.apply_weights(weights, x)
         assert torch.allclose(rebuilt[:, 0], output[:, row], atol=1e-5)
         reported = maps.patches.flatten(1) if name == "visual" else maps.tokens
         expected = weights[0, :, 0, 1:] if name == "visual" else weights[0, :, 0]
         assert torch.allclose(reported, expected, atol=1e-6)
 
 
+# Maps of build_cosmos_student("tiny-16") (seed 0) for a fixed image and caption, as computed by
+# the visualiser before it used MultiheadAttention.attention_weights: (heads, 2x2 patches) and
+# (heads, 8 caption positions).
+REFERENCE = {
+    CROSS: ([[0.274601, 0.257519, 0.236312, 0.231568], [0.257544, 0.24509, 0.256563, 0.240803],
+             [0.209707, 0.226948, 0.244138, 0.319206], [0.243867, 0.21008, 0.286311, 0.259742],
+             [0.256659, 0.255948, 0.245916, 0.241477], [0.177045, 0.170555, 0.292376, 0.360023],
+             [0.268234, 0.264413, 0.247385, 0.219967], [0.257014, 0.221617, 0.262917, 0.258452]],
+            [[0.146147, 0.17188, 0.123327, 0.112448, 0.096354, 0.143791, 0.102932, 0.10312],
+             [0.16555, 0.100021, 0.150104, 0.105362, 0.123479, 0.084846, 0.118153, 0.152485],
+             [0.094173, 0.143018, 0.119627, 0.116812, 0.095182, 0.150217, 0.122647, 0.158325],
+             [0.092598, 0.104914, 0.076641, 0.0691, 0.119152, 0.164342, 0.185986, 0.187266],
+             [0.121428, 0.133617, 0.150711, 0.145641, 0.116337, 0.112022, 0.11448, 0.105764],
+             [0.103298, 0.119178, 0.123433, 0.124037, 0.142894, 0.131468, 0.110008, 0.145684],
+             [0.118865, 0.109454, 0.134919, 0.122327, 0.127839, 0.123507, 0.130341, 0.132749],
+             [0.089581, 0.131531, 0.15863, 0.170373, 0.124823, 0.120933, 0.094183, 0.109947]]),
+    FALLBACK: ([[0.162339, 0.272076, 0.142456, 0.136767], [0.182683, 0.134638, 0.157079, 0.185455],
+                [0.199699, 0.181573, 0.223559, 0.209033], [0.164298, 0.216092, 0.159172, 0.188755]],
+               [[0.110176, 0.072621, 0.473481, 0.228579, 0.052205, 0.062939, 0.0, 0.0],
+                [0.027444, 0.130898, 0.187853, 0.358878, 0.173102, 0.121825, 0.0, 0.0],
+                [0.100014, 0.250187, 0.215503, 0.220361, 0.150573, 0.063363, 0.0, 0.0],
+                [0.074556, 0.164042, 0.150858, 0.140352, 0.304536, 0.165656, 0.0, 0.0]]),
+}
+
+
+def test_maps_equal_the_reference_values() -> None:
+    torch.manual_seed(0)
+    student = build_cosmos_student("tiny-16").eval()
+    image = torch.linspace(-2, 2, 3 * 32 * 32).reshape(3, 32, 32).sin()
+    ids = torch.tensor([49406, 320, 736, 7117, 269, 49407, 0, 0])  # "a red circle ."
+    for model, source in ((student, CROSS), (student.encoder, FALLBACK)):
+        maps = compute_attention(model, image, ids)
+        patches, tokens = REFERENCE[source]
+        assert maps.source == source
+        assert torch.allclose(maps.patches.flatten(1), torch.tensor(patches), atol=2e-6)
+        assert torch.allclose(maps.tokens, torch.tensor(tokens), atol=2e-6)
+    assert (maps.tokens[:, 6:] == 0).all()  # the EOT row of a causal tower sees no padding
+
+
 # ----------------------------------------------------------------------------- end to end
 def test_api_on_student_and_teacher_and_exported_encoder(runs, tmp_path) -> None:
-    model, cfg = load_for_visualization(_ckpt(runs["cosmos"]))  # config.yaml of the run
-    assert cfg is not None and not model.training
+    loaded = load_model_for_inference(_ckpt(runs["cosmos"]))  # config.yaml of the run
+    model, cfg = loaded.model, loaded.cfg
+    assert cfg is not None and not model.training and loaded.step == 2
     scene = SyntheticScenes(num_samples=1, image_size=32, split="val")[0]
     caption = " ".join(scene["captions"]["long"])
     for encoder in ("student", "teacher"):
@@ -195,7 +235,7 @@ def test_api_on_student_and_teacher_and_exported_encoder(runs, tmp_path) -> None
         _check_weights(result, caption)
         assert set(result["files"]) == {"image", "words", "figure", "json"}
         assert json.load(open(tmp_path / encoder / "p.json"))["words"] == result["words"]
-    exported, _ = load_for_visualization(os.path.join(runs["cosmos"], "student.pth"))
+    exported = load_model_for_inference(os.path.join(runs["cosmos"], "student.pth")).model
     result = render_attention(exported, scene["image"], CAPTION, str(tmp_path / "exported"))
     assert result["source"] == FALLBACK and "exported encoder" in result["note"]
     _check_weights(result, CAPTION)
@@ -223,8 +263,9 @@ def test_official_checkpoint(tmp_path) -> None:
     path = tmp_path / "epoch_1.pt"
     torch.save({"student": to_official_cosmos(student), "teacher": to_official_cosmos(teacher)},
                path)
-    model, cfg = load_for_visualization(str(path), arch="tiny-16")
-    assert cfg is None
+    loaded = load_model_for_inference(str(path), arch="tiny-16")
+    model, cfg = loaded.model, loaded.cfg
+    assert cfg is None and sorted(model.encoders()) == ["student", "teacher"]
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50, 3), np.uint8))
     result = render_attention(model, image, "a red circle", str(tmp_path / "out"),
                               encoder="teacher")

@@ -31,11 +31,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from cosmos.checkpoint import load_checkpoint  # noqa: E402
-from cosmos.config import LazyConfig, instantiate  # noqa: E402
+from cosmos.config import LazyConfig  # noqa: E402
 from cosmos.engine.defaults import (  # noqa: E402
-    build_evaluators, evaluate, load_config_overrides, load_model_weights, run_cli,
-    select_device, write_results)
+    build_evaluators, evaluate, load_config_overrides, run_cli, select_device, write_results)
+from cosmos.engine.inference import load_model_for_inference  # noqa: E402
+from cosmos.engine.pretrained import MODEL_SCHEMES, split_scheme  # noqa: E402
 from cosmos.utils.cli import ArgumentParser, add_out_argument, comma_list  # noqa: E402
 from cosmos.utils.errors import ConfigError  # noqa: E402
 from cosmos.utils.logger import setup_logger  # noqa: E402
@@ -84,8 +84,7 @@ def write_overlays(model, evaluators, encoders, count: int, out_dir: str) -> Non
     """Overlays of every segmentation evaluator (those with ``predictions``) per encoder."""
     from cosmos.visualization.segmentation import segmentation_samples
 
-    available = model.encoders() if hasattr(model, "encoders") else {"model": model}
-    for enc_name, encoder in available.items():
+    for enc_name, encoder in model.encoders().items():
         if encoders and enc_name not in encoders:
             continue
         for ev_name, evaluator in evaluators.items():
@@ -116,20 +115,14 @@ def main(args):
         raise ConfigError("the config has no evaluators; add one with +evaluation.NAME={...}")
     device = select_device((cfg.get("train") or {}).get("device", "auto"))
     if args.model:
-        from cosmos.engine.pretrained import build_baseline, split_scheme, MODEL_SCHEMES
-
-        source = split_scheme(args.model, MODEL_SCHEMES, "--model")[1]
-        model, step = build_baseline(args.model, args.arch).to(device), 0
-    else:
-        source = args.checkpoint
-        model = instantiate(cfg.model).to(device)
-        state = load_checkpoint(args.checkpoint)
-        load_model_weights(model, args.checkpoint, state)
-        step = int(state.get("iter", 0)) if isinstance(state, dict) else 0
+        split_scheme(args.model, MODEL_SCHEMES, "--model")  # a plain path is an error here
+    loaded = load_model_for_inference(args.model or args.checkpoint, cfg, arch=args.arch,
+                                      device=device)
+    model = loaded.model
     encoders = args.encoders or None
     results = evaluate(model, evaluators, encoders)
-    out = args.out or default_output_dir(source)
-    write_results(results, out, step)
+    out = args.out or default_output_dir(loaded.checkpoint)
+    write_results(results, out, loaded.step)
     if args.overlays > 0:
         write_overlays(model, evaluators, encoders, args.overlays, os.path.join(out, "overlays"))
     print("\n".join(f"{k:45s} {v:6.2f}" for k, v in sorted(results.items())))

@@ -5,12 +5,13 @@
         [--config-file CFG] [--out DIR] [--encoder student|teacher] [--heads mean|all]
         [--prefix attention] [--arch ViT-B-16] [--device auto] [key=value ...]
 
-``CKPT``: a training checkpoint (``<run>/checkpoints/model_NNNNNNN.pth``), an exported
-``student.pth`` / ``teacher.pth``, or an official COSMOS checkpoint (preset ``--arch``). The
-config defaults to the run's ``config.yaml``. Text→image cross-attention (the caption's embedding
-over the patches) is drawn over the image; image→text cross-attention (the image's embedding over
-the caption tokens) colours the words. Models without trained cross poolers (CLIP, an exported
-encoder) show the towers' last-layer attention instead (class token / EOT token), and say so.
+``CKPT``: a training checkpoint (``<run>/checkpoints/model_NNNNNNN.pth``), a run directory (its
+latest checkpoint), an exported ``student.pth`` / ``teacher.pth``, an official COSMOS checkpoint
+(preset ``--arch``), or ``openclip:PATH``. The config defaults to the run's ``config.yaml``.
+Text→image cross-attention (the caption's embedding over the patches) is drawn over the image;
+image→text cross-attention (the image's embedding over the caption tokens) colours the words.
+Models without trained cross poolers (CLIP, an exported encoder) show the towers' last-layer
+attention instead (class token / EOT token), and say so.
 
 Writes ``DIR/attention.png`` (everything), ``attention_image.png``, ``attention_words.png``,
 ``attention_heads.png`` (``--heads all``) and ``attention.json`` (the normalised weights);
@@ -21,11 +22,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from cosmos.engine.defaults import run_cli, select_device  # noqa: E402
+from cosmos.engine.defaults import run_cli  # noqa: E402
+from cosmos.engine.inference import load_model_for_inference  # noqa: E402
 from cosmos.utils.cli import ArgumentParser, add_out_argument  # noqa: E402
 from cosmos.visualization.attention import (  # noqa: E402
-    HEAD_MODES, default_tokenizer, default_transform, load_for_visualization, open_image,
-    render_attention)
+    HEAD_MODES, default_tokenizer, default_transform, open_image, render_attention)
 
 
 def parse_args(argv=None):
@@ -57,15 +58,13 @@ def default_output_dir(checkpoint: str) -> str:
 
 def main(args):
     image = open_image(args.image)  # a bad image fails before the model is built
-    model, cfg = load_for_visualization(args.checkpoint, args.config_file or None, args.opts,
-                                        arch=args.arch)
-    model.to(select_device(args.device))
-    stem = os.path.splitext(os.path.basename(args.checkpoint))[0]
-    encoder = args.encoder or ("teacher" if stem == "teacher" else "student")
+    loaded = load_model_for_inference(args.checkpoint, args.config_file or None, args.opts,
+                                      which=args.encoder, arch=args.arch, device=args.device)
+    model, cfg = loaded.model, loaded.cfg
     result = render_attention(model, image, args.caption,
-                              args.out or default_output_dir(args.checkpoint),
+                              args.out or default_output_dir(loaded.checkpoint),
                               tokenizer=default_tokenizer(cfg, model),
-                              transform=default_transform(cfg, model), encoder=encoder,
+                              transform=default_transform(cfg, model), encoder=loaded.which,
                               prefix=args.prefix, heads=args.heads)
     if result["source"] != "cross_attention":
         print(f"no cross-attention ({result['note']}): showing the towers' last-layer attention")

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from cosmos.checkpoint import load_checkpoint
+from cosmos.models.attention_source import AttentionSource
 from cosmos.utils.errors import CheckpointError, ConfigError
 
 logger = logging.getLogger("cosmos")
@@ -121,24 +122,31 @@ MODEL_SCHEMES = ("openclip", "official")
 
 
 class Baseline(nn.Module):
-    """Encoders of a model trained elsewhere, evaluated like a meta-architecture's."""
+    """Encoders without their training meta-architecture (a model trained elsewhere, an
+    exported encoder), evaluated and visualised like a meta-architecture's.
 
-    def __init__(self, encoders: Dict[str, nn.Module]) -> None:
+    units: {name: dual encoder, or a COSMOS student whose cross poolers come along}.
+    """
+
+    def __init__(self, units: Dict[str, nn.Module]) -> None:
         super().__init__()
-        self.named = nn.ModuleDict(encoders)
+        self.named = nn.ModuleDict(units)
 
     def encoders(self) -> Dict[str, nn.Module]:
-        return dict(self.named)
+        return {name: unit.attention_source().encoder for name, unit in self.named.items()}
+
+    def attention_sources(self) -> Dict[str, AttentionSource]:
+        return {name: unit.attention_source() for name, unit in self.named.items()}
 
 
 def build_baseline(spec: str, arch: Optional[str] = None) -> Baseline:
     """``openclip:PATH`` (state-dict file with ``arch``, or a local-dir with its config) → the
     encoder ``openclip``; ``official:PATH`` (official COSMOS checkpoint, preset ``arch``, default
-    ViT-B-16) → ``student`` and ``teacher``."""
+    ViT-B-16) → ``student`` and ``teacher`` (with their cross-attention poolers)."""
     scheme, path = split_scheme(spec, MODEL_SCHEMES, "--model")
     if scheme == "openclip":
         from cosmos.models.openclip_dir import openclip_from_path
         return Baseline({"openclip": openclip_from_path(path, arch)}).eval()
     from cosmos.models.convert_cosmos import from_official_cosmos
     student, teacher = from_official_cosmos(path, arch or "ViT-B-16")
-    return Baseline({"student": student.encoder, "teacher": teacher.encoder}).eval()
+    return Baseline({"student": student, "teacher": teacher}).eval()

@@ -233,8 +233,8 @@ def _causal_keep(lq: int, lk: int, device: torch.device) -> torch.Tensor:
     return torch.ones(lq, lk, dtype=torch.bool, device=device).tril(diagonal=lk - lq)
 
 
-def _merge_masks(attn_mask: Optional[torch.Tensor], key_padding_mask: Optional[torch.Tensor],
-                 is_causal: bool, q: torch.Tensor, k: torch.Tensor) -> Optional[torch.Tensor]:
+def merge_masks(attn_mask: Optional[torch.Tensor], key_padding_mask: Optional[torch.Tensor],
+                is_causal: bool, q: torch.Tensor, k: torch.Tensor) -> Optional[torch.Tensor]:
     """Combine masks into None, a bool mask (True = attend) or an additive float mask.
 
     q: (B, H, Lq, D), k: (B, H, Lk, D); the result broadcasts to (B, H, Lq, Lk).
@@ -276,7 +276,7 @@ def _xformers_bias(attn_mask: Optional[torch.Tensor], key_padding_mask: Optional
         if q.shape[-2] == k.shape[-2]:
             return fmha.attn_bias.LowerTriangularMask()
         return fmha.attn_bias.LowerTriangularFromBottomRightMask()
-    mask = _merge_masks(attn_mask, key_padding_mask, is_causal, q, k)
+    mask = merge_masks(attn_mask, key_padding_mask, is_causal, q, k)
     b, h, lq, _ = q.shape
     return _dense_bias(mask, (b, h, lq, k.shape[-2]), q.dtype)
 
@@ -302,7 +302,7 @@ def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: Optional
     plain = not is_causal or q.shape[-2] == k.shape[-2]  # SDPA's is_causal is top-left aligned
     if attn_mask is None and key_padding_mask is None and plain:
         return F.scaled_dot_product_attention(q, k, v, is_causal=is_causal)
-    mask = _merge_masks(attn_mask, key_padding_mask, is_causal, q, k)
+    mask = merge_masks(attn_mask, key_padding_mask, is_causal, q, k)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
@@ -351,7 +351,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
     _announce(backend, q)
     if backend == "sdpa":
         return _sdpa(q, k, v, attn_mask, key_padding_mask, is_causal)
-    return math_attention(q, k, v, mask=_merge_masks(attn_mask, key_padding_mask, is_causal, q, k))
+    return math_attention(q, k, v, mask=merge_masks(attn_mask, key_padding_mask, is_causal, q, k))
 
 
 # ----------------------------------------------------------------------------- variable length

@@ -5,38 +5,16 @@ Keys: ``ln_1``, ``attn.in_proj_weight`` (packed q|k|v), ``attn.in_proj_bias``, `
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from cosmos.layers.attention import attention
 from cosmos.layers.mlp import Mlp
+from cosmos.layers.multihead_attention import MultiheadAttention
 
 
-class MultiheadSelfAttention(nn.Module):
-    """Multi-head self-attention, batch first. x: (B, L, W) → (B, L, W)."""
-
-    def __init__(self, width: int, heads: int) -> None:
-        super().__init__()
-        if width % heads:
-            raise ValueError(f"width {width} is not divisible by heads {heads}")
-        self.heads = heads
-        self.in_proj_weight = nn.Parameter(torch.empty(3 * width, width))
-        self.in_proj_bias = nn.Parameter(torch.zeros(3 * width))
-        self.out_proj = nn.Linear(width, width)
-        nn.init.xavier_uniform_(self.in_proj_weight)
-        nn.init.zeros_(self.out_proj.bias)
-
-    def forward(self, x: torch.Tensor, *, is_causal: bool = False,
-                key_padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        b, n, w = x.shape
-        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
-        q, k, v = qkv.view(b, n, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
-        out = attention(q, k, v, is_causal=is_causal, key_padding_mask=key_padding_mask)
-        return self.out_proj(out.transpose(1, 2).reshape(b, n, w))
+# The name the blocks' attention had before it became the shared module.
+MultiheadSelfAttention = MultiheadAttention
 
 
 class ResidualAttentionBlock(nn.Module):
@@ -46,7 +24,7 @@ class ResidualAttentionBlock(nn.Module):
                  quick_gelu: bool = False) -> None:
         super().__init__()
         self.ln_1 = nn.LayerNorm(width)
-        self.attn = MultiheadSelfAttention(width, heads)
+        self.attn = MultiheadAttention(width, heads)
         self.ln_2 = nn.LayerNorm(width)
         self.mlp = Mlp(width, int(width * mlp_ratio), quick_gelu=quick_gelu)
 

@@ -6,6 +6,7 @@ from typing import Dict
 import torch
 from torch import nn
 
+from cosmos.models.attention_source import AttentionSource
 from cosmos.registry import META_ARCHS
 
 
@@ -31,6 +32,11 @@ class CLIP(nn.Module):
     def encoders(self) -> Dict[str, nn.Module]:
         """Dual encoders to evaluate and export, by name."""
         return {"student": self.model}
+
+    def attention_sources(self) -> Dict[str, AttentionSource]:
+        """Per encoder, the modules its attention maps are read from (the figures)."""
+        return {"student": AttentionSource(self.model, note="the model has no cross-attention "
+                                                            "modules")}
 
     def extra_metrics(self) -> Dict[str, float]:
         """Scalars worth logging besides the losses."""

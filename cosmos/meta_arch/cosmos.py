@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cosmos.ema.teacher import make_teacher
+from cosmos.models.attention_source import AttentionSource
 from cosmos.models.cross_attention import cross_modal_embedding
 from cosmos.registry import META_ARCHS
 from cosmos.utils.errors import ConfigError
@@ -192,6 +193,15 @@ class COSMOS(nn.Module):
     def extra_metrics(self) -> Dict[str, float]:
         return {"logit_scale": float(self.student.encoder.logit_scale.detach().exp()),
                 "distill_logit_scale": float(self.student.distill_logit_scale.detach().exp())}
+
+    def attention_sources(self) -> Dict[str, AttentionSource]:
+        """Per encoder, the modules its attention maps are read from (the figures): the
+        student's or the teacher's cross poolers."""
+        cross = self.cross_attention
+        note = "" if cross else "the model was trained without cross-attention"
+        return {name: AttentionSource(enc, getattr(self, name) if cross else None,
+                                      self.mask_text_padding, note)
+                for name, enc in self.encoders().items()}
 
 
 def _blocks(x: torch.Tensor, batch: int) -> List[torch.Tensor]:

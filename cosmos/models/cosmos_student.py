@@ -6,6 +6,8 @@ import math
 import torch
 from torch import nn
 
+from cosmos.models.attention_source import AttentionSource
+
 
 class CosmosStudent(nn.Module):
     """Dual encoder + two cross-attention poolers + two token mappings + a distillation temperature.
@@ -30,3 +32,10 @@ class CosmosStudent(nn.Module):
         self.image_token_mapping = image_token_mapping
         self.text_token_mapping = text_token_mapping
         self.distill_logit_scale = nn.Parameter(torch.tensor(float(init_distill_logit_scale)))
+
+    def attention_source(self) -> AttentionSource:
+        """Attention maps from the cross-attention poolers (caption padding not masked, as in
+        the official code); from the towers when the student has no poolers."""
+        if self.image_cross_pooler is None or self.text_cross_pooler is None:
+            return AttentionSource(self.encoder, note="the student has no cross-attention modules")
+        return AttentionSource(self.encoder, cross=self)

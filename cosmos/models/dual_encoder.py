@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cosmos.models.attention_source import AttentionSource
+
 
 class DualEncoder(nn.Module):
     """Wraps two towers that return (pooled, tokens); adds ``logit_scale`` (log of 1/τ).
@@ -32,6 +34,10 @@ class DualEncoder(nn.Module):
     def encode_text(self, tokens: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         pooled = self.text(tokens)[0]
         return F.normalize(pooled, dim=-1) if normalize else pooled
+
+    def attention_source(self) -> AttentionSource:
+        """The towers alone: attention maps come from their last self-attention layers."""
+        return AttentionSource(self, note="an exported encoder holds no cross-attention modules")
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor):
         """Normalized (image (B, D), text (B, D)) embeddings."""

@@ -7,9 +7,11 @@ word; both are min-max scaled to [0, 1] for the figures (the softmax weights are
 JSON). Models without trained cross poolers (CLIP, an exported ``student.pth``) fall back to the
 towers' last-layer self-attention: the class token over the patches, the EOT token over the words.
 
-The fused attention kernels do not return their weights, so :func:`attention_weights` recomputes
-them from the modules' parameters; :func:`apply_attention` turns weights back into the module's
-output, which is how the tests prove that these are the weights the model uses.
+Each model declares where its maps come from (``attention_sources()`` on meta-architectures,
+``attention_source()`` on a dual encoder or a COSMOS student; see
+:class:`~cosmos.models.attention_source.AttentionSource`); the weights are those of
+:meth:`~cosmos.layers.multihead_attention.MultiheadAttention.attention_weights`, and the words
+those of the tokenizer's ``decode_words``.
 
 Outputs of :func:`render_attention` (``P`` = prefix): ``P_image.png`` (input | normalised map over
 the image | raw map), ``P_words.png`` (the caption, each word on a background as dark as its
@@ -29,12 +31,12 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from cosmos.models.attention_source import AttentionSource
 from cosmos.utils.atomic import atomic_write, atomic_write_text
-from cosmos.utils.errors import CheckpointError, ConfigError, CosmosError
+from cosmos.utils.errors import CosmosError
 
-__all__ = ["AttentionMaps", "attention_weights", "apply_attention", "pooler_weights",
-           "compute_attention", "caption_words", "summarise", "render_attention",
-           "load_for_visualization", "find_config", "default_transform", "default_tokenizer",
+__all__ = ["AttentionMaps", "attention_source", "pooler_weights", "compute_attention",
+           "summarise", "render_attention", "default_transform", "default_tokenizer",
            "open_image"]
 
 CROSS = "cross_attention"
@@ -51,42 +53,25 @@ _WORD_CMAP, _MAP_CMAP, _RAW_CMAP = "YlOrRd", "jet", "viridis"
 
 
 # ----------------------------------------------------------------------------- weights
-def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
-    """(B, L, d) → (B, H, L, d / H)."""
-    b, length, d = x.shape
-    return x.view(b, length, heads, d // heads).transpose(1, 2)
-
-
-def attention_weights(attn: nn.Module, query: torch.Tensor, keys: torch.Tensor,
-                      key_padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Softmax weights of an attention module with packed [Q; K; V] projections.
-
-    ``attn``: :class:`~cosmos.models.cross_attention.CrossAttention` or
-    :class:`~cosmos.layers.blocks.MultiheadSelfAttention`. query (B, Lq, d), keys (B, Lk, d) as
-    the module receives them (after any LayerNorm); key_padding_mask (B, Lk) bool, True = ignore
-    → (B, H, Lq, Lk) float32, each row summing to 1.
-    """
-    d = query.shape[-1]
-    w_q, w_k, _ = attn.in_proj_weight.split(d)
-    b_q, b_k, _ = attn.in_proj_bias.split(d)
-    q = _split_heads(F.linear(query, w_q, b_q), attn.heads).float()
-    k = _split_heads(F.linear(keys, w_k, b_k), attn.heads).float()
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
-    if key_padding_mask is not None:
-        scores = scores.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
-    return scores.softmax(dim=-1)
-
-
-def apply_attention(attn: nn.Module, weights: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-    """The module's output for given weights: ``out_proj(weights · V)``.
-
-    weights (B, H, Lq, Lk), keys (B, Lk, d) (the values) → (B, Lq, d).
-    """
-    d = keys.shape[-1]
-    w_v, b_v = attn.in_proj_weight.split(d)[2], attn.in_proj_bias.split(d)[2]
-    v = _split_heads(F.linear(keys, w_v, b_v), attn.heads)
-    out = weights.to(v.dtype) @ v  # (B, H, Lq, d / H)
-    return attn.out_proj(out.transpose(1, 2).flatten(2))
+def attention_source(model: nn.Module, encoder: Optional[str] = None) -> AttentionSource:
+    """What ``model`` declares for ``encoder`` (None: its first): a meta-architecture (or a
+    loaded :class:`~cosmos.engine.pretrained.Baseline`) names its sources in
+    ``attention_sources()``; a lone dual encoder or COSMOS student has one
+    ``attention_source()`` (any name)."""
+    declared = getattr(model, "attention_sources", None)
+    if declared is not None:
+        sources = declared()
+        if encoder is None:
+            return next(iter(sources.values()))
+        if encoder not in sources:
+            raise CosmosError(f"unknown encoder {encoder!r}; this model has {sorted(sources)}")
+        return sources[encoder]
+    single = getattr(model, "attention_source", None)
+    if single is None:
+        raise CosmosError(f"cannot visualise a {type(model).__name__}: it declares no "
+                          "attention_sources() (meta-architectures) or attention_source() "
+                          "(dual encoders, COSMOS students)")
+    return single()
 
 
 def pooler_weights(pooler: nn.Module, query: torch.Tensor, tokens: torch.Tensor,
@@ -96,30 +81,33 @@ def pooler_weights(pooler: nn.Module, query: torch.Tensor, tokens: torch.Tensor,
     query (B, d) (raw global embedding), tokens (B, Lk, d), key_padding_mask (B, Lk) → (B, H, Lk).
     """
     q, k = pooler.ln_q(query)[:, None], pooler.ln_k(tokens)
-    return attention_weights(pooler.attn, q, k, key_padding_mask)[:, :, 0]
+    return pooler.attn.attention_weights(q, k, key_padding_mask)[:, :, 0]
 
 
-def _last_layer_weights(tower: nn.Module, inputs: torch.Tensor, query_index: int,
-                        key_padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Weights (B, H, L) of token ``query_index`` in the tower's last self-attention block."""
+def _last_layer_weights(tower: nn.Module, inputs: torch.Tensor, query_index: int) -> torch.Tensor:
+    """Weights (B, H, L) of token ``query_index`` in the tower's last self-attention block: its
+    row of the block's attention, with the block's own input and masks."""
     blocks = getattr(getattr(tower, "transformer", None), "resblocks", None)
     if not blocks:
         raise CosmosError(f"cannot read attention from a {type(tower).__name__} tower (no "
                           "transformer.resblocks): this model has neither cross-attention nor "
                           "readable last-layer attention")
     attn = blocks[-1].attn
-    seen: Dict[str, torch.Tensor] = {}
+    seen: Dict[str, Any] = {}
 
-    def keep_input(module: nn.Module, args: Tuple[torch.Tensor, ...]) -> None:
-        seen["x"] = args[0]  # ln_1(x): what the last block attends over
+    def keep_call(module: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> None:
+        seen.update(x=args[0], **kwargs)  # ln_1(x) and the masks: what the block attends over
 
-    handle = attn.register_forward_pre_hook(keep_input)
+    handle = attn.register_forward_pre_hook(keep_call, with_kwargs=True)
     try:
         tower(inputs)
     finally:
         handle.remove()
-    x = seen["x"]
-    return attention_weights(attn, x[:, query_index:query_index + 1], x, key_padding_mask)[:, :, 0]
+    x, mask = seen["x"], seen.get("key_padding_mask")
+    if seen.get("is_causal"):  # the query's row of the causal triangle: no key after it
+        later = (torch.arange(x.shape[1], device=x.device) > query_index).expand(x.shape[0], -1)
+        mask = later if mask is None else mask | later
+    return attn.attention_weights(x[:, query_index:query_index + 1], x, mask)[:, :, 0]
 
 
 # ----------------------------------------------------------------------------- model pass
@@ -137,28 +125,6 @@ class AttentionMaps:
     token_ids: List[int]
     source: str
     note: str
-
-
-def _select(model: nn.Module, encoder: str) -> Tuple[nn.Module, Optional[nn.Module], bool, str]:
-    """(dual encoder, module holding the cross poolers or None, mask_text_padding, note)."""
-    if hasattr(model, "student") and hasattr(model, "teacher"):  # COSMOS, or an official pair
-        if encoder not in ("student", "teacher"):
-            raise CosmosError(f"unknown encoder {encoder!r}; this model has ['student', 'teacher']")
-        unit = getattr(model, encoder)
-        if not getattr(model, "cross_attention", True):
-            return unit.encoder, None, False, "the model was trained without cross-attention"
-        return unit.encoder, unit, bool(getattr(model, "mask_text_padding", False)), ""
-    if hasattr(model, "text_cross_pooler"):  # a CosmosStudent on its own
-        return model.encoder, model, False, ""
-    if hasattr(model, "encoders"):  # CLIP
-        encoders = model.encoders()
-        if encoder not in encoders:
-            raise CosmosError(f"unknown encoder {encoder!r}; this model has {sorted(encoders)}")
-        return encoders[encoder], None, False, "the model has no cross-attention modules"
-    if hasattr(model, "visual") and hasattr(model, "text"):
-        return model, None, False, "an exported encoder holds no cross-attention modules"
-    raise CosmosError(f"cannot visualise a {type(model).__name__}: expected a COSMOS or CLIP "
-                      "meta-architecture, a COSMOS student or a dual encoder")
 
 
 def _patch_grid(visual: nn.Module, images: torch.Tensor, n: int) -> Tuple[int, int]:
@@ -183,7 +149,8 @@ def compute_attention(model: nn.Module, image: torch.Tensor, token_ids: torch.Te
                       encoder: str = "student") -> AttentionMaps:
     """Attention of ``model`` (in eval mode) for image (3, H, W) (normalised model input) and
     caption token_ids (L,)."""
-    dual, unit, mask_padding, note = _select(model, encoder)
+    source = attention_source(model, encoder)
+    dual, unit = source.encoder, source.cross
     param = next(dual.parameters())
     images = image[None].to(param.device, param.dtype)
     tokens = token_ids.reshape(1, -1).to(param.device)
@@ -198,55 +165,28 @@ def compute_attention(model: nn.Module, image: torch.Tensor, token_ids: torch.Te
     if unit is not None:
         pooled_image, patches = dual.visual(images)
         pooled_text, features = dual.text(tokens)
-        mask = _padding_mask(tokens) if mask_padding else None
+        mask = _padding_mask(tokens) if source.mask_text_padding else None
         over_patches = pooler_weights(unit.text_cross_pooler, pooled_text,
                                       unit.image_token_mapping(patches))
         over_tokens = pooler_weights(unit.image_cross_pooler, pooled_image,
                                      unit.text_token_mapping(features), mask)
-        source = CROSS
     else:
         over_patches = _last_layer_weights(dual.visual, images, 0)[:, :, 1:]  # class token out
-        eot = int(tokens[0].argmax())
-        over_tokens = _last_layer_weights(dual.text, tokens, eot, _padding_mask(tokens))
-        source = FALLBACK
+        over_tokens = _last_layer_weights(dual.text, tokens, int(tokens[0].argmax()))  # EOT
     grid = _patch_grid(dual.visual, images, over_patches.shape[-1])
     return AttentionMaps(patches=over_patches[0].reshape(-1, *grid).float().cpu(),
                          tokens=over_tokens[0].float().cpu(), token_ids=tokens[0].tolist(),
-                         source=source, note=note)
+                         source=CROSS if unit is not None else FALLBACK, note=source.note)
 
 
 # ----------------------------------------------------------------------------- words
-def caption_words(token_ids: Sequence[int]) -> List[Tuple[str, List[int]]]:
-    """BPE tokens between SOT and EOT merged into words → [(word, positions in token_ids)].
-
-    A word ends at a token ending in ``</w>``; punctuation is a word of its own.
-    """
-    from cosmos.data.tokenizer import SOT_TOKEN, _bpe
-
-    ids = [int(t) for t in token_ids]
-    if not ids:
-        return []
-    bpe = _bpe()
-    eot = int(np.argmax(ids))
-    words: List[Tuple[str, List[int]]] = []
-    pieces: List[str] = []
-    positions: List[int] = []
-    for pos in range(1 if ids[0] == SOT_TOKEN else 0, eot):
-        piece = bpe.decoder.get(ids[pos], "")
-        pieces.append(piece)
-        positions.append(pos)
-        if piece.endswith("</w>"):
-            words.append((_decode(bpe, pieces), positions))
-            pieces, positions = [], []
-    if pieces:  # the caption was cut inside a word
-        words.append((_decode(bpe, pieces), positions))
-    return words
-
-
-def _decode(bpe: Any, pieces: Sequence[str]) -> str:
-    text = "".join(pieces).replace("</w>", "")
-    raw = bytearray(bpe.byte_decoder[c] for c in text if c in bpe.byte_decoder)
-    return raw.decode("utf-8", errors="replace")
+def _caption_words(tokenizer: Any, ids: Sequence[int]) -> List[Tuple[str, List[int]]]:
+    """[(word, positions)] of a caption through the tokenizer's ``decode_words``."""
+    decode = getattr(tokenizer, "decode_words", None)
+    if decode is None:
+        raise CosmosError(f"the tokenizer {type(tokenizer).__name__} has no decode_words(ids), "
+                          "which the figures need to name the caption's words")
+    return decode(ids)
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -257,27 +197,28 @@ def _normalise(x: np.ndarray) -> np.ndarray:
     return (x - low) / span if span > 0 else np.ones_like(x)
 
 
-def summarise(maps: AttentionMaps, heads: str = "mean") -> Dict[str, Any]:
+def summarise(maps: AttentionMaps, words: Sequence[Tuple[str, Sequence[int]]],
+              heads: str = "mean") -> Dict[str, Any]:
     """Weights as plain lists, min-max normalised (mean over heads; each head too with
     ``heads="all"``); ``patches_raw`` and each word's ``raw`` keep the softmax weights.
 
+    ``words``: [(word, positions in ``maps.token_ids``)] (the tokenizer's ``decode_words``).
     Word weights are the attention mass of each word's BPE tokens; SOT, EOT and padding are left
     out (``mass_on_words`` says how much of the attention the words receive).
     """
-    words = caption_words(maps.token_ids)
     if not words:
         raise CosmosError("the caption has no words to show")
     patches = maps.patches.double().numpy()  # (Hv, gh, gw)
     tokens = maps.tokens.double().numpy()    # (Ht, L)
-    per_word = np.stack([tokens[:, pos].sum(axis=1) for _, pos in words], axis=1)  # (Ht, n)
-    mean_patches, mean_words = patches.mean(axis=0), per_word.mean(axis=0)
+    per_word = np.stack([tokens[:, list(pos)].sum(axis=1) for _, pos in words], axis=1)
+    mean_patches, mean_words = patches.mean(axis=0), per_word.mean(axis=0)  # per_word (Ht, n)
     out: Dict[str, Any] = {
         "source": maps.source, "note": maps.note, "heads": heads,
         "num_heads": {"image": int(patches.shape[0]), "text": int(tokens.shape[0])},
         "grid": list(mean_patches.shape),
         "patches": _normalise(mean_patches).tolist(),
         "patches_raw": mean_patches.tolist(),
-        "words": [{"word": word, "weight": float(w), "raw": float(r), "tokens": pos}
+        "words": [{"word": word, "weight": float(w), "raw": float(r), "tokens": list(pos)}
                   for (word, pos), w, r in zip(words, _normalise(mean_words), mean_words)],
         "mass_on_patches": float(mean_patches.sum()),
         "mass_on_words": float(mean_words.sum()),
@@ -513,11 +454,13 @@ def render_attention(meta_arch: nn.Module, image: Image.Image, caption: str, out
                      heads: str = "mean") -> Dict[str, Any]:
     """Render where ``meta_arch`` attends for ``image`` and ``caption``; write PNGs and JSON.
 
-    ``meta_arch``: a COSMOS or CLIP meta-architecture, a COSMOS student or a dual encoder (what
-    :func:`load_for_visualization` returns). ``tokenizer``: str → ids (L,) (default: CLIP BPE at
-    the text tower's context length); ``transform``: PIL → (3, H, W) or ``{"images": ...}``
-    (default: resize + center crop to the tower's size, CLIP normalisation); ``encoder``:
-    ``student`` or ``teacher``; ``heads``: ``mean`` or ``all`` (adds ``<prefix>_heads.png``).
+    ``meta_arch``: a COSMOS or CLIP meta-architecture, a loaded model
+    (:func:`~cosmos.engine.inference.load_model_for_inference`), a COSMOS student or a dual
+    encoder. ``tokenizer``: str → ids (L,), with ``encode`` and ``decode_words`` (default: CLIP
+    BPE at the text tower's context length); ``transform``: PIL → (3, H, W) or
+    ``{"images": ...}`` (default: resize + center crop to the tower's size, CLIP
+    normalisation); ``encoder``: ``student`` or ``teacher``; ``heads``: ``mean`` or ``all``
+    (adds ``<prefix>_heads.png``).
 
     Returns the JSON content: ``source``, ``grid``, ``patches`` (gh x gw list, min-max scaled
     to [0, 1]), ``patches_raw``, ``words`` ([{word, weight, raw, tokens}]), ``files`` (paths
@@ -525,12 +468,13 @@ def render_attention(meta_arch: nn.Module, image: Image.Image, caption: str, out
     """
     if heads not in HEAD_MODES:
         raise CosmosError(f"heads must be one of {list(HEAD_MODES)}, got {heads!r}")
-    _select(meta_arch, encoder)  # an unknown encoder fails before any work
+    source = attention_source(meta_arch, encoder)  # an unknown encoder fails before any work
     tokenizer = tokenizer or default_tokenizer(None, meta_arch)
     transform = transform or default_transform(None, meta_arch)
     ids = tokenizer(caption)
     ids = ids[0] if ids.dim() == 2 else ids
-    if not caption_words(ids.tolist()):
+    words = _caption_words(tokenizer, ids.tolist())
+    if not words:
         raise CosmosError(f"the caption {caption!r} has no words to show")
     pixels = _to_pixels(transform(image.convert("RGB") if image.mode != "RGB" else image))
     was_training = meta_arch.training
@@ -539,10 +483,10 @@ def render_attention(meta_arch: nn.Module, image: Image.Image, caption: str, out
         maps = compute_attention(meta_arch, pixels, ids, encoder)
     finally:
         meta_arch.train(was_training)
-    summary = summarise(maps, heads)
+    summary = summarise(maps, words, heads)
+    truncated = len(tokenizer.encode(caption)) > int(ids.argmax()) - 1  # more BPE than fit
     summary.update(encoder=encoder, caption=caption, image_size=list(pixels.shape[-2:]),
-                   truncated=_truncated(caption, ids),
-                   text_padding_masked=bool(getattr(meta_arch, "mask_text_padding", False)))
+                   truncated=truncated, text_padding_masked=source.mask_text_padding)
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as exc:
@@ -560,12 +504,6 @@ def render_attention(meta_arch: nn.Module, image: Image.Image, caption: str, out
     return summary
 
 
-def _truncated(caption: str, ids: torch.Tensor) -> bool:
-    """Whether the tokenizer cut the caption (more BPE tokens than fit before EOT)."""
-    from cosmos.data.tokenizer import _bpe
-    return len(_bpe().encode(caption)) > int(ids.argmax()) - 1
-
-
 def default_transform(cfg: Any, model: nn.Module) -> Callable:
     """The config's evaluation image transform (``evaluation.*.transform``, then
     ``dataloader.test.image_transform``), else resize + center crop to the tower's image size
@@ -575,7 +513,7 @@ def default_transform(cfg: Any, model: nn.Module) -> Callable:
 
     for node in _config_transforms(cfg):
         return instantiate(node)
-    visual = _select(model, "student")[0].visual
+    visual = attention_source(model).encoder.visual
     return EvalCrop(size=int(getattr(visual, "image_size", 224)))
 
 
@@ -595,84 +533,10 @@ def default_tokenizer(cfg: Any, model: nn.Module) -> Callable:
     from cosmos.config import instantiate
     from cosmos.data.tokenizer import ClipTokenizer
 
-    limit = int(getattr(_select(model, "student")[0].text, "context_length", 77))
+    limit = int(getattr(attention_source(model).encoder.text, "context_length", 77))
     train = ((cfg.get("dataloader") or {}).get("train") if cfg is not None else None) or {}
     node = train.get("tokenizer") if hasattr(train, "get") else None
     tokenizer = instantiate(node) if node is not None else None
     if tokenizer is None or int(getattr(tokenizer, "context_length", limit + 1)) > limit:
         tokenizer = ClipTokenizer(context_length=limit)
     return tokenizer
-
-
-def find_config(checkpoint: str) -> Optional[str]:
-    """The run's ``config.yaml``: two levels up from ``checkpoints/model_*.pth``, or next to the
-    checkpoint (``student.pth``); None if there is none."""
-    folder = os.path.dirname(os.path.abspath(checkpoint))
-    candidates = [os.path.join(folder, "config.yaml")]
-    if os.path.basename(folder) == "checkpoints":
-        candidates.insert(0, os.path.join(os.path.dirname(folder), "config.yaml"))
-    return next((c for c in candidates if os.path.isfile(c)), None)
-
-
-def _is_encoder_state(state: Dict[str, Any]) -> bool:
-    """An exported dual encoder (``student.pth``): only ``visual.*``, ``text.*``, logit keys."""
-    return bool(state) and all(k.startswith(("visual.", "text.", "logit_scale", "logit_bias"))
-                               for k in state)
-
-
-def _load_weights(module: nn.Module, path: str, state: Dict[str, Any]) -> None:
-    """``load_model_weights`` with shape mismatches as one-line errors too."""
-    from cosmos.engine.defaults import load_model_weights
-
-    try:
-        load_model_weights(module, path, state)
-    except RuntimeError as exc:
-        lines = [ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln]
-        first = lines[0] if lines else str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"checkpoint {path} does not fit the model: {first[:240]} "
-                              f"({len(lines) or 1} mismatch(es))") from None
-
-
-def load_for_visualization(checkpoint: str, config_file: Optional[str] = None,
-                           overrides: Sequence[str] = (), arch: str = "ViT-B-16"
-                           ) -> Tuple[nn.Module, Any]:
-    """(model in eval mode, config or None) for any checkpoint the toolkit reads.
-
-    * a training checkpoint (``{"model": meta-arch state}``) or a meta-arch state dict → the
-      meta-architecture of the config;
-    * an exported ``student.pth`` / ``teacher.pth`` (a dual encoder's state) → that dual encoder
-      alone (no cross poolers: the fallback maps);
-    * an official COSMOS checkpoint (``{"student", "teacher"}``) → ``nn.ModuleDict`` of the two
-      :class:`CosmosStudent` of preset ``arch`` (a config, if any, only gives the transform and
-      tokenizer).
-
-    The config: ``config_file``, else the run's ``config.yaml`` (:func:`find_config`).
-    """
-    from cosmos.checkpoint import load_checkpoint
-    from cosmos.config import instantiate
-    from cosmos.engine.defaults import load_config
-
-    state = load_checkpoint(checkpoint)
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{checkpoint} holds a {type(state).__name__}, not a state dict")
-    config_file = config_file or find_config(checkpoint)
-    cfg = load_config(config_file, overrides) if config_file else None
-    if "student" in state and "teacher" in state and "model" not in state:
-        from cosmos.models import from_official_cosmos
-        try:
-            student, teacher = from_official_cosmos(state, arch=arch)
-        except CosmosError as exc:
-            raise CheckpointError(f"{exc} (read {checkpoint} as an official COSMOS checkpoint of "
-                                  f"preset {arch!r}; --arch picks another)") from None
-        return nn.ModuleDict({"student": student, "teacher": teacher}).eval(), cfg
-    if cfg is None:
-        raise ConfigError(f"no config.yaml found for {checkpoint} (looked in the run directory "
-                          "and next to the file); pass --config-file")
-    model = instantiate(cfg.model)
-    if "model" not in state and _is_encoder_state(state):
-        if not hasattr(model, "encoders"):
-            raise ConfigError(f"{checkpoint} is an exported encoder, but the config's model has "
-                              "no encoders()")
-        model = model.encoders()["student"]  # student and teacher share one architecture
-    _load_weights(model, checkpoint, state)
-    return model.eval(), cfg

@@ -14,12 +14,11 @@ import logging
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from cosmos.checkpoint import Checkpointer
 from cosmos.config import instantiate
+from cosmos.engine.inference import load_model_for_inference
 from cosmos.utils.atomic import atomic_write_text
 from cosmos.utils.errors import CosmosError
-from cosmos.visualization.attention import (default_tokenizer, default_transform,
-                                            load_for_visualization, render_attention)
+from cosmos.visualization.attention import default_tokenizer, default_transform, render_attention
 from cosmos.visualization.curves import compare_runs, plot_curves
 from cosmos.visualization.segmentation import segmentation_samples
 
@@ -32,13 +31,6 @@ def _rel(path: str, start: str) -> str:
 
 def _image(path: str, start: str, alt: str) -> str:
     return f"![{alt}]({_rel(path, start)})"
-
-
-def final_checkpoint(run_dir: str) -> str:
-    path = Checkpointer(os.path.join(run_dir, "checkpoints"), enabled=False).latest()
-    if path is None:
-        raise CosmosError(f"{run_dir} has no checkpoint to report on")
-    return path
 
 
 # Metric groups shown first in the tables (after the encoder, e.g. ``student/``): the
@@ -102,7 +94,8 @@ def held_out_scenes(cfg: Any, count: int) -> List[Dict[str, Any]]:
 
 def attention_section(label: str, run_dir: str, out_dir: str, report_dir: str,
                       count: int) -> List[str]:
-    model, cfg = load_for_visualization(final_checkpoint(run_dir))
+    loaded = load_model_for_inference(run_dir)  # its latest checkpoint
+    model, cfg = loaded.model, loaded.cfg
     scenes = held_out_scenes(cfg, count)
     if not scenes:
         return [f"_{label}: no synthetic evaluation scenes in its config; no attention maps._", ""]
@@ -121,14 +114,14 @@ def attention_section(label: str, run_dir: str, out_dir: str, report_dir: str,
 
 def segmentation_section(label: str, run_dir: str, out_dir: str, report_dir: str,
                          count: int) -> List[str]:
-    model, cfg = load_for_visualization(final_checkpoint(run_dir))
+    loaded = load_model_for_inference(run_dir)  # its latest checkpoint
+    model, cfg = loaded.model, loaded.cfg
     evaluation = (cfg.get("evaluation") or {}) if cfg is not None else {}
     node = next((n for n in evaluation.values() if n is not None and
                  "segmentation" in str(n.get("_target_", "")).lower()), None)
     if node is None:
         return [f"_{label}: no segmentation evaluator in its config; no overlays._", ""]
-    encoders = model.encoders() if hasattr(model, "encoders") else {"model": model}
-    encoder = encoders.get("student", next(iter(encoders.values())))
+    encoder = model.encoders()[loaded.which]
     paths = segmentation_samples(encoder, node, count, os.path.join(out_dir, "segmentation", label))
     return [_image(p, report_dir, f"{label} segmentation {i}") for i, p in enumerate(paths)] + [""]
 

@@ -28,19 +28,16 @@ def _check_vit(visual: nn.Module) -> None:
 
 
 def csa_attention(attn: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Correlative self-attention with the weights of ``attn`` (a MultiheadSelfAttention).
+    """Correlative self-attention with the weights of ``attn`` (a
+    :class:`~cosmos.layers.multihead_attention.MultiheadAttention`).
 
     x: (B, L, W), already layer-normed → (B, L, W) = out_proj(A v).
     """
-    b, n, w = x.shape
-    heads = attn.heads
-    qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias)
-    q, k, v = qkv.view(b, n, 3, heads, w // heads).permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, L, d)
-    scale = (w // heads) ** -0.5
+    q, k, v = attn.project(x)  # (B, H, L, d)
+    scale = q.shape[-1] ** -0.5
     weights = (torch.softmax(q @ q.transpose(-2, -1) * scale, dim=-1)
                + torch.softmax(k @ k.transpose(-2, -1) * scale, dim=-1))
-    out = (weights @ v).transpose(1, 2).reshape(b, n, w)
-    return attn.out_proj(out)
+    return attn.merge_heads(weights @ v)
 
 
 def csa_block_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
