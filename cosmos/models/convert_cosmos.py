@@ -13,7 +13,7 @@ from cosmos.models.convert import from_openclip, to_openclip
 from cosmos.models.cosmos_student import CosmosStudent
 from cosmos.models.cross_attention import AttentionalCrossPooler, TokenMapping
 from cosmos.models.presets import build_dual_encoder, preset
-from cosmos.utils.errors import CheckpointError
+from cosmos.utils.errors import CheckpointError, ConfigError
 
 StateDict = Dict[str, torch.Tensor]
 
@@ -104,6 +104,10 @@ def from_official_cosmos(checkpoint: Union[str, os.PathLike, Mapping[str, Any]],
 
 def to_official_cosmos(model: CosmosStudent) -> StateDict:
     """Inverse of the loading: our student (or teacher) in the official key layout."""
+    if not (model.has_cross_attention and model.has_distillation):
+        raise ConfigError("the official COSMOS layout holds the cross-attention poolers, token "
+                          "mappings and distill_logit_scale; this student was built without them "
+                          "(model.cross_attention=False or model.distillation=False)")
     sd = dict(to_openclip(model.encoder))
     for key, value in model.state_dict().items():
         for theirs, ours in _EXTRA_KEYS:

@@ -146,7 +146,8 @@ def _select(model: nn.Module, encoder: str) -> Tuple[nn.Module, Optional[nn.Modu
             raise CosmosError(f"unknown encoder {encoder!r}; this model has ['student', 'teacher']")
         unit = getattr(model, encoder)
         if not getattr(model, "cross_attention", True):
-            return unit.encoder, None, False, "the model was trained without cross-attention"
+            return (unit.encoder, None, False,
+                    "the model was trained with model.cross_attention=False")
         return unit.encoder, unit, bool(getattr(model, "mask_text_padding", False)), ""
     if hasattr(model, "text_cross_pooler"):  # a CosmosStudent on its own
         return model.encoder, model, False, ""
