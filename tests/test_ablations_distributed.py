@@ -55,7 +55,8 @@ def test_ablation_trains_three_steps_under_ddp(path, tmp_path, synthetic_shards)
     LazyConfig.save(cfg, yaml)
     run = tmp_path / "run"
     res = run_train(["--num-procs", "2", "--config-file", yaml, f"train.output_dir={run}",
-                     "train.max_iter=3", "train.log_period=1", "train.eval_period=0"])
+                     "train.max_iter=3", "train.log_period=1", "train.eval_period=0"],
+                    timeout=900)  # generous: a loaded machine, two processes
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.count("step 3/3") == 1, res.stdout[-2000:]
     ckpt = load_checkpoint(str(run / "checkpoints" / "model_0000003.pth"))
