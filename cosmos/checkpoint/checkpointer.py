@@ -1,5 +1,6 @@
 """Checkpoints of a run directory: ``checkpoints/model_NNNNNNN.pth`` plus a ``last_checkpoint``
 pointer, written atomically, the newest ``max_to_keep`` kept. Loading uses ``weights_only=True``.
+Each checkpoint carries the model's metadata (see :mod:`cosmos.checkpoint.metadata`).
 """
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import logging
 import os
 import re
 import shutil
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 import torch
 
+from cosmos.checkpoint.metadata import META_KEY
 from cosmos.utils.atomic import atomic_write, atomic_write_text
 from cosmos.utils.errors import CheckpointError, one_line
 
@@ -65,12 +67,18 @@ def describe_write_failure(path: str, exc: BaseException) -> str:
 
 
 class Checkpointer:
-    """Saves and finds the training checkpoints of one run directory."""
+    """Saves and finds the training checkpoints of one run directory.
 
-    def __init__(self, save_dir: str, max_to_keep: Optional[int] = None, enabled: bool = True) -> None:
+    ``metadata``: what the checkpoints hold (:func:`~cosmos.checkpoint.metadata.model_metadata`),
+    saved in each one under ``meta``.
+    """
+
+    def __init__(self, save_dir: str, max_to_keep: Optional[int] = None, enabled: bool = True,
+                 metadata: Optional[Mapping[str, Any]] = None) -> None:
         self.save_dir = save_dir
         self.max_to_keep = max_to_keep
         self.enabled = enabled
+        self.metadata = dict(metadata) if metadata else None
         if enabled:
             os.makedirs(save_dir, exist_ok=True)
             self._remove_stale_temporaries()
@@ -87,6 +95,8 @@ class Checkpointer:
         if not self.enabled:
             return None
         path = self.path_for(step)
+        if self.metadata is not None:
+            state = {**state, META_KEY: self.metadata}
         try:
             atomic_write(path, lambda f: torch.save(state, f))
             atomic_write_text(self.pointer, os.path.basename(path) + "\n")

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cosmos.checkpoint import Checkpointer, load_checkpoint
+from cosmos.checkpoint import Checkpointer, check_metadata, load_checkpoint, model_metadata
 from cosmos.checkpoint.checkpointer import describe_write_failure
 from cosmos.config import LazyConfig, instantiate
 from cosmos.config.lazy import import_plugins
@@ -254,6 +254,7 @@ def load_model_weights(model: nn.Module, path: str, state: Optional[Dict[str, An
     ``state``: the checkpoint at ``path`` when the caller has already loaded it.
     """
     state = load_checkpoint(path) if state is None else state
+    check_metadata(model_metadata(model), state, path)
     state = state.get("model", state) if isinstance(state, dict) else state
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -321,6 +322,7 @@ def build_trainer(cfg: Any, output_dir: str, resume: Any = "auto") -> Trainer:
     :func:`_restore`)."""
     device = select_device(cfg.train.get("device", "auto"))
     model = instantiate(cfg.model).to(device)
+    metadata = model_metadata(model)  # before wrapping
     forward_model = wrap_for_training(model, cfg, device)
     optimizer = build_optimizer(cfg, model)
     data_loader = instantiate(cfg.dataloader.train)
@@ -330,7 +332,8 @@ def build_trainer(cfg: Any, output_dir: str, resume: Any = "auto") -> Trainer:
                       grad_clip=cfg.train.get("grad_clip"), forward_model=forward_model,
                       batch_augment=build_batch_augment(cfg))
     checkpointer = Checkpointer(os.path.join(output_dir, "checkpoints"),
-                                max_to_keep=cfg.train.get("max_to_keep"), enabled=is_main_process())
+                                max_to_keep=cfg.train.get("max_to_keep"), enabled=is_main_process(),
+                                metadata=metadata)
     evaluators = build_evaluators(cfg)
     eval_hook = H.EvalHook(cfg.train.get("eval_period", 0),
                            make_evaluate(cfg, model, evaluators, device),
@@ -342,7 +345,7 @@ def build_trainer(cfg: Any, output_dir: str, resume: Any = "auto") -> Trainer:
                     *report_writers(cfg.train, output_dir, _run_config(cfg))]
     extra_hooks = [instantiate(h) for h in (cfg.train.get("hooks") or [])]
     trainer.register_hooks([
-        *build_step_hooks(cfg, extra_hooks),
+        *build_step_hooks(cfg, model, extra_hooks),
         eval_hook,
         H.PeriodicCheckpointer(checkpointer, cfg.train.checkpoint_period),
         H.PeriodicWriter(writers, cfg.train.log_period),
@@ -362,24 +365,26 @@ def build_batch_augment(cfg: Any) -> Optional[Callable]:
     return instantiate(node) if node is not None else None
 
 
-def build_step_hooks(cfg: Any, extra_hooks: Sequence[Optional[H.HookBase]] = ()
+def build_step_hooks(cfg: Any, model: nn.Module, extra_hooks: Sequence[Optional[H.HookBase]] = ()
                      ) -> List[Optional[H.HookBase]]:
     """The hooks that belong to every training step, in training's order: lr/wd schedule, NaN
-    guard, EMA teacher update (when the config has ``ema``), ``extra_hooks``, logit-scale clamp.
-    ``None`` entries (no EMA) are skipped by ``Trainer.register_hooks``."""
+    guard, EMA teacher update (when the config has ``ema`` and ``model`` a teacher),
+    ``extra_hooks``, logit-scale clamp. ``None`` entries (no EMA) are skipped by
+    ``Trainer.register_hooks``."""
     return [
         H.ParamSchedule(instantiate(cfg.lr_multiplier),
                         instantiate(cfg.wd_multiplier) if cfg.get("wd_multiplier") else None),
         H.NaNGuard(),
-        build_ema_hook(cfg),
+        build_ema_hook(cfg, model),
         *extra_hooks,
         H.LogitScaleClamp(cfg.train.get("max_logit_scale", 100.0)),
     ]
 
 
-def build_ema_hook(cfg: Any) -> Optional[H.HookBase]:
-    """The EMA teacher hook when the config has an ``ema`` section."""
-    if not cfg.get("ema"):
+def build_ema_hook(cfg: Any, model: nn.Module) -> Optional[H.HookBase]:
+    """The EMA teacher hook when the config has an ``ema`` section and ``model`` a teacher
+    (``ema_parameters()`` not empty: an ablation without distillation has none)."""
+    if not cfg.get("ema") or not getattr(model, "ema_parameters", lambda: ([], []))()[0]:
         return None
     from cosmos.ema.hook import EMAHook
     return EMAHook(instantiate(cfg.ema.momentum),
@@ -406,6 +411,7 @@ def _restore(trainer: Trainer, checkpointer: Checkpointer, cfg: Any, resume: Any
     else:
         source, state = mode, load_checkpoint(mode)
     if state is not None:
+        check_metadata(checkpointer.metadata or {}, state, source)
         try:
             trainer.load_state_dict(state)
         except (RuntimeError, KeyError, ValueError) as exc:

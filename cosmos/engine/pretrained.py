@@ -93,6 +93,9 @@ def load_official_cosmos(meta_arch: nn.Module, path: str) -> None:
         if not isinstance(getattr(meta_arch, name, None), nn.Module):
             raise CheckpointError(f"official:{path} needs a COSMOS config (student and teacher "
                                   f"with cross-attention modules); this model has no {name}")
+    if not getattr(meta_arch, "uses_cross_attention", True):
+        raise CheckpointError(f"official:{path} holds cross-attention modules, but this config "
+                              "builds none (model.cross_attention=False)")
     ckpt = load_checkpoint(path)
     if not isinstance(ckpt, dict) or "student" not in ckpt or "teacher" not in ckpt:
         raise CheckpointError(f"{path} is not an official COSMOS checkpoint: expected 'student' "

@@ -1,8 +1,9 @@
 """COSMOS meta-architecture: CLIP loss on global crops × text crops plus cross-modal
-self-distillation against an EMA teacher (reference/cosmos-official.md §1.8, §2, §4)."""
+self-distillation against an EMA teacher (arXiv 2412.01814, Sec. 3; ExplainableML/cosmos,
+``src/open_clip/model.py::CLIP.forward`` and ``src/open_clip/loss.py``)."""
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -42,10 +43,16 @@ class COSMOS(nn.Module):
     tensors (B, 3, l, l) (may be empty); ``tokens`` (B, n, T) with the n_global global captions
     first. Returns ``clip_loss``, ``distill_loss`` and the weighted total ``loss``.
 
+    The model holds only what its objective uses (under DDP every parameter needs a gradient):
+    the student must be built with the same ``cross_attention`` / ``distillation`` flags (the
+    config passes them on), and without distillation there is no teacher (and no EMA).
+
     Args:
         mask_text_padding: hide text padding from cross-attention keys (off = official).
-        cross_attention: off = distil the student's own normalized embeddings (no poolers).
-        distillation: off = CLIP loss on the crops only (no teacher forward).
+        cross_attention: off = distil the student's own normalized embeddings (no poolers and
+            no token mappings in the student).
+        distillation: off = CLIP loss on the global crops only (no teacher, no cross-modal
+            modules, no ``distill_logit_scale``).
         num_global_captions: captions that go through the teacher (official: 2).
         trim_text_padding: run captions through the text tower cut to their group's longest
             caption (the causal tower's pooled EOT embedding does not see later positions, so
@@ -63,27 +70,38 @@ class COSMOS(nn.Module):
                  trim_text_padding: bool = False) -> None:
         super().__init__()
         self.trim_text_padding = trim_text_padding
+        _check_student(student, cross_attention, distillation)
         self.student = student
-        self.teacher = make_teacher(student)
+        if distillation:  # an ablation without distillation has no teacher at all
+            self.teacher = make_teacher(student)
         self.clip_loss, self.distill_loss = clip_loss, distill_loss
         self.clip_weight, self.distill_weight = float(clip_weight), float(distill_weight)
         self.mask_text_padding, self.cross_attention = mask_text_padding, cross_attention
         self.distillation = distillation
         self.num_global_captions = num_global_captions
 
+    @property
+    def uses_cross_attention(self) -> bool:
+        """The distillation compares cross-modal embeddings (poolers and token mappings)."""
+        return self.distillation and self.cross_attention
+
     def train(self, mode: bool = True) -> "COSMOS":
         super().train(mode)
-        self.teacher.eval()  # the teacher never trains
+        if self.distillation:
+            self.teacher.eval()  # the teacher never trains
         return self
 
     # -- student -----------------------------------------------------------------------
     def _encode_images(self, global_crops: Sequence[torch.Tensor], local_crops: Sequence[torch.Tensor]
                        ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """One tower pass per resolution → pooled (n_crops·B, D) crop-major, G1 patch tokens."""
+        """One tower pass per resolution → pooled (n_crops·B, D) crop-major, G1 patch tokens.
+
+        Without distillation the local crops (which feed only the distillation) are not encoded.
+        """
         visual = self.student.encoder.visual
         batch = global_crops[0].shape[0]
         pooled, tokens = visual(torch.cat(list(global_crops)))
-        if local_crops:
+        if local_crops and self.distillation:
             pooled = torch.cat([pooled, visual(torch.cat(list(local_crops)))[0]])
         return pooled, tokens[:batch]
 
@@ -120,13 +138,16 @@ class COSMOS(nn.Module):
 
         Returns normalized ``image`` (n_img·B, D), ``text`` (n_txt·B, D), and the cross-modal
         ``img_cross`` (n_img·B, D), ``txt_cross`` (n_txt·B, D), all crop-/caption-major.
+        Without distillation: ``image`` of the global crops and ``text`` only.
         """
         s = self.student
         batch, n_txt = tokens.shape[0], tokens.shape[1]
-        n_img = len(global_crops) + len(local_crops)
         image, patches = self._encode_images(global_crops, local_crops)
+        n_img = image.shape[0] // batch
         text, caption1_feats, caption1_ids = self._encode_texts(tokens)
         out = {"image": F.normalize(image, dim=-1), "text": F.normalize(text, dim=-1)}
+        if not self.distillation:
+            return out
         if not self.cross_attention:
             out["img_cross"], out["txt_cross"] = out["image"], out["text"]
             return out
@@ -185,23 +206,56 @@ class COSMOS(nn.Module):
 
     # -- trainer / evaluation interface ------------------------------------------------
     def ema_parameters(self) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+        """(teacher, student) parameters, aligned; two empty lists without a teacher."""
+        if not self.distillation:
+            return [], []
         return list(self.teacher.parameters()), list(self.student.parameters())
 
     def encoders(self) -> Dict[str, nn.Module]:
+        if not self.distillation:
+            return {"student": self.student.encoder}
         return {"student": self.student.encoder, "teacher": self.teacher.encoder}
 
     def extra_metrics(self) -> Dict[str, float]:
-        return {"logit_scale": float(self.student.encoder.logit_scale.detach().exp()),
-                "distill_logit_scale": float(self.student.distill_logit_scale.detach().exp())}
+        metrics = {"logit_scale": float(self.student.encoder.logit_scale.detach().exp())}
+        if self.distillation:
+            metrics["distill_logit_scale"] = float(self.student.distill_logit_scale.detach().exp())
+        return metrics
+
+    def checkpoint_metadata(self) -> Dict[str, Any]:
+        """What a checkpoint of this model holds (saved beside its weights, checked on load)."""
+        return {"cross_attention": self.uses_cross_attention, "distillation": self.distillation,
+                "teacher": self.distillation}
 
     def attention_sources(self) -> Dict[str, AttentionSource]:
         """Per encoder, the modules its attention maps are read from (the figures): the
         student's or the teacher's cross poolers."""
-        cross = self.cross_attention
-        note = "" if cross else "the model was trained without cross-attention"
-        return {name: AttentionSource(enc, getattr(self, name) if cross else None,
-                                      self.mask_text_padding, note)
-                for name, enc in self.encoders().items()}
+        sources = {}
+        for name, enc in self.encoders().items():
+            unit = getattr(self, name)
+            if unit.has_cross_attention:
+                sources[name] = AttentionSource(enc, unit, self.mask_text_padding, "")
+            else:
+                flag = "cross_attention" if not self.cross_attention else "distillation"
+                sources[name] = AttentionSource(
+                    enc, None, self.mask_text_padding,
+                    f"the model was trained with model.{flag}=False (no cross-attention modules)")
+        return sources
+
+
+def _check_student(student: nn.Module, cross_attention: bool, distillation: bool) -> None:
+    """One-line ConfigError unless ``student`` holds exactly the parts the flags use."""
+    needs = {"cross-attention poolers and token mappings": cross_attention and distillation,
+             "distill_logit_scale": distillation}
+    has = {"cross-attention poolers and token mappings": hasattr(student, "image_cross_pooler"),
+           "distill_logit_scale": hasattr(student, "distill_logit_scale")}
+    for part, needed in needs.items():
+        if needed != has[part]:
+            raise ConfigError(
+                f"COSMOS(cross_attention={cross_attention}, distillation={distillation}) "
+                f"{'needs' if needed else 'does not use'} the {part}, which the student "
+                f"{'lacks' if needed else 'holds'}: build the student with the same flags "
+                "(CosmosStudent(cross_attention=..., distillation=...))")
 
 
 def _blocks(x: torch.Tensor, batch: int) -> List[torch.Tensor]:

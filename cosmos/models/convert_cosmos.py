@@ -2,6 +2,7 @@
 checkpoints (``student`` / ``teacher`` dicts, optional ``module.`` prefixes), and exporting."""
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any, Dict, Mapping, Tuple, Union
 
@@ -12,7 +13,7 @@ from cosmos.models.convert import from_openclip, to_openclip
 from cosmos.models.cosmos_student import CosmosStudent
 from cosmos.models.cross_attention import AttentionalCrossPooler, TokenMapping
 from cosmos.models.presets import build_dual_encoder, preset
-from cosmos.utils.errors import CheckpointError
+from cosmos.utils.errors import CheckpointError, ConfigError
 
 StateDict = Dict[str, torch.Tensor]
 
@@ -27,16 +28,19 @@ _EXTRA_KEYS = (
 )
 
 
-def build_cosmos_student(arch: str = "ViT-B-16", heads: int = 8, **overrides: Any) -> CosmosStudent:
-    """Dual encoder of preset ``arch`` plus the official cross-modal modules (8-head poolers)."""
+def build_cosmos_student(arch: str = "ViT-B-16", heads: int = 8, cross_attention: bool = True,
+                         distillation: bool = True, **overrides: Any) -> CosmosStudent:
+    """Dual encoder of preset ``arch`` plus the official cross-modal modules (8-head poolers);
+    the flags as :class:`CosmosStudent`'s (an ablation builds only the parts it uses)."""
     spec = preset(arch)
     dim = overrides.get("embed_dim", spec["embed_dim"])
     return CosmosStudent(
         encoder=build_dual_encoder(arch, **overrides),
-        image_cross_pooler=AttentionalCrossPooler(dim, heads),
-        text_cross_pooler=AttentionalCrossPooler(dim, heads),
-        image_token_mapping=TokenMapping(spec["vision"]["width"], dim),
-        text_token_mapping=TokenMapping(spec["text"]["width"], dim),
+        image_cross_pooler=functools.partial(AttentionalCrossPooler, dim, heads),
+        text_cross_pooler=functools.partial(AttentionalCrossPooler, dim, heads),
+        image_token_mapping=functools.partial(TokenMapping, spec["vision"]["width"], dim),
+        text_token_mapping=functools.partial(TokenMapping, spec["text"]["width"], dim),
+        cross_attention=cross_attention, distillation=distillation,
     )
 
 
@@ -100,6 +104,10 @@ def from_official_cosmos(checkpoint: Union[str, os.PathLike, Mapping[str, Any]],
 
 def to_official_cosmos(model: CosmosStudent) -> StateDict:
     """Inverse of the loading: our student (or teacher) in the official key layout."""
+    if not (model.has_cross_attention and model.has_distillation):
+        raise ConfigError("the official COSMOS layout holds the cross-attention poolers, token "
+                          "mappings and distill_logit_scale; this student was built without them "
+                          "(model.cross_attention=False or model.distillation=False)")
     sd = dict(to_openclip(model.encoder))
     for key, value in model.state_dict().items():
         for theirs, ours in _EXTRA_KEYS:

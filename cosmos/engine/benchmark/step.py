@@ -81,7 +81,7 @@ def build_step_trainer(cfg: Any, model: nn.Module, data_loader: Iterable, device
     amp = None if dtype == "fp32" else dtype
     trainer = Trainer(model, data_loader, optimizer, 0, device, amp_dtype=amp,
                       grad_clip=cfg.train.get("grad_clip"), batch_augment=build_batch_augment(cfg))
-    trainer.register_hooks(extra_hooks([h for h in build_step_hooks(cfg) if h is not None]))
+    trainer.register_hooks(extra_hooks([h for h in build_step_hooks(cfg, model) if h is not None]))
     return trainer
 
 
