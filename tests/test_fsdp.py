@@ -1,4 +1,4 @@
-"""FSDP2 wrapping and consolidated train state (cosmos/launch/fsdp.py): a plain round trip, and a
+"""FSDP2 wrapping and consolidated train state (cosmos/distributed/fsdp.py): a plain round trip, and a
 2-process CPU/gloo run compared with one process on the combined batch, both directions, for CLIP
 and for COSMOS with its EMA teacher.
 
@@ -22,7 +22,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from cosmos.ema import ema_update
-from cosmos.launch.fsdp import (get_model_state, get_train_state, is_fsdp, set_train_state,
+from cosmos.distributed.fsdp import (get_model_state, get_train_state, is_fsdp, set_train_state,
                                 unsharded, wrap_fsdp)
 from cosmos.meta_arch import CLIP, COSMOS
 from cosmos.models import build_cosmos_student, build_dual_encoder

@@ -37,7 +37,8 @@ from torch import nn
 
 from cosmos.config import instantiate
 from cosmos.engine.defaults import build_batch_augment, build_optimizer, build_step_hooks
-from cosmos.engine.trainer import HookBase, Trainer, move_to_device
+from cosmos.engine.hook_base import HookBase
+from cosmos.engine.trainer import Trainer, move_to_device
 from cosmos.utils.distributed import get_world_size
 from cosmos.utils.errors import CosmosError
 
@@ -444,7 +445,7 @@ class StepTimer:
     # -- trainer hooks --------------------------------------------------------------
     def wrap_hooks(self, hooks: List[HookBase]) -> List[HookBase]:
         """``hooks`` with markers first, last and around the EMA hook."""
-        from cosmos.ema.hook import EMAHook
+        from cosmos.engine.ema_hook import EMAHook
 
         out: List[HookBase] = [_Marker(self, "first")]
         for hook in hooks:

@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from cosmos.utils.atomic import atomic_write_text
-from cosmos.engine.trainer import HookBase
+from cosmos.engine.hook_base import HookBase
 from cosmos.utils.errors import NonFiniteLossError
 
 logger = logging.getLogger(__name__)

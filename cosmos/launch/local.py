@@ -15,7 +15,7 @@ from typing import Any, Callable
 import torch
 import torch.multiprocessing as mp
 
-from cosmos.launch.preemption import STOP_SIGNALS
+from cosmos.distributed.preemption import STOP_SIGNALS
 from cosmos.utils.errors import CosmosError
 
 
