@@ -214,7 +214,8 @@ def set_train_state(model: nn.Module, optimizer: torch.optim.Optimizer, model_st
     if not optim_state.get("state"):
         # no optimizer state yet (a stateless optimizer, or saved before any step): torch's
         # set_state_dict cannot load an empty state; the groups' values are all there is
-        set_model_state_dict(model, dict(model_state), options=StateDictOptions(full_state_dict=True))
+        set_model_state_dict(model, dict(model_state),
+                             options=StateDictOptions(full_state_dict=True))
         for group, saved in zip(optimizer.param_groups, optim_state["param_groups"]):
             group.update({k: v for k, v in saved.items() if k != "params"})
         optimizer.state.clear()

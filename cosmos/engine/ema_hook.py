@@ -19,7 +19,8 @@ class EMAHook(HookBase):
     the official repository's ``src/training/train.py::train_one_epoch``).
     """
 
-    def __init__(self, momentum: Callable[[int], float], before_optimizer_step: bool = False) -> None:
+    def __init__(self, momentum: Callable[[int], float],
+                 before_optimizer_step: bool = False) -> None:
         self.momentum = momentum
         self.before_optimizer_step = before_optimizer_step
         self._pairs: Tuple[List[torch.Tensor], List[torch.Tensor]] = ([], [])

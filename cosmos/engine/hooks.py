@@ -1,4 +1,5 @@
-"""Training hooks: schedules, logit-scale clamp, metric writers, checkpoints, evaluation, NaN guard."""
+"""Training hooks: schedules, logit-scale clamp, metric writers, checkpoints, evaluation,
+NaN guard. Every hook derives from :class:`cosmos.engine.hook_base.HookBase`."""
 from __future__ import annotations
 
 import json
@@ -6,7 +7,7 @@ import logging
 import math
 import os
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 

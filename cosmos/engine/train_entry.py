@@ -76,8 +76,8 @@ def train_main(args: argparse.Namespace,
                stop_signals: Optional[Sequence[int]] = STOP_SIGNALS) -> Dict[str, float]:
     """Train (or ``--eval-only``) the config of ``args`` in this process's place in the job.
 
-    ``stop_signals``: installed as stop requests (see :mod:`cosmos.distributed.preemption`); a stopped
-    run raises :class:`TrainingInterrupted` after its checkpoint is saved.
+    ``stop_signals``: installed as stop requests (see :mod:`cosmos.distributed.preemption`); a
+    stopped run raises :class:`TrainingInterrupted` after its checkpoint is saved.
     """
     resume = resume_request(args)  # contradictory flags fail before anything starts
     cfg = load_config(args.config_file, args.opts)
