@@ -10,12 +10,13 @@ import pytest
 import torch
 from torch import nn
 
+import cosmos
 from cosmos.config import LazyConfig, instantiate
 from cosmos.distributed.fsdp import fsdp_wrap_units
 from cosmos.layers.blocks import ResidualAttentionBlock
 from cosmos.models import TextTransformer, VisionTransformer
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(cosmos.__file__)))
 TINY_CONFIGS = ["configs/clip/clip_tiny_synthetic.py", "configs/clip/siglip_tiny_synthetic.py",
                 "configs/cosmos/cosmos_tiny_synthetic.py"]
 

@@ -14,8 +14,10 @@ from typing import Dict, List, Optional, Set, Tuple
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PACKAGE_DIR = os.path.join(ROOT, "cosmos")
+import cosmos
+
+PACKAGE_DIR = os.path.dirname(os.path.abspath(cosmos.__file__))  # the checkout under test
+ROOT = os.path.dirname(PACKAGE_DIR)
 
 # Lowest layer first. A package may import packages of its own layer or of a lower one.
 LAYERS: List[Tuple[str, ...]] = [
