@@ -7,7 +7,7 @@ import subprocess
 import sys
 from typing import List, Sequence
 
-from cosmos.engine.trainer import HookBase
+from cosmos.engine.hook_base import HookBase
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from cosmos.ema import ConstantMomentum, CosineMomentum, ema_update, make_teacher
-from cosmos.ema.hook import EMAHook
+from cosmos.engine.ema_hook import EMAHook
 from cosmos.engine import Trainer
 from cosmos.registry import EMA_SCHEDULERS
 

@@ -1,6 +1,6 @@
-"""FSDP2 wrapping and consolidated train state (cosmos/launch/fsdp.py): a plain round trip, and a
-2-process CPU/gloo run compared with one process on the combined batch, both directions, for CLIP
-and for COSMOS with its EMA teacher.
+"""FSDP2 wrapping and consolidated train state (cosmos/distributed/fsdp.py): a plain round trip,
+and a 2-process CPU/gloo run compared with one process on the combined batch, both directions,
+for CLIP and for COSMOS with its EMA teacher.
 
 Why the 2-process step equals the 1-process step: each rank takes half of the batch; the losses
 gather columns with gradient (gather="local"), so rank r's loss gradient is the combined-batch
@@ -21,9 +21,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from cosmos.distributed.fsdp import (get_model_state, get_train_state, is_fsdp,
+                                     set_train_state, unsharded, wrap_fsdp)
 from cosmos.ema import ema_update
-from cosmos.launch.fsdp import (get_model_state, get_train_state, is_fsdp, set_train_state,
-                                unsharded, wrap_fsdp)
 from cosmos.meta_arch import CLIP, COSMOS
 from cosmos.models import build_cosmos_student, build_dual_encoder
 from cosmos.registry import LOSSES

@@ -18,10 +18,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from cosmos.distributed.preemption import TrainingInterrupted  # noqa: E402
 from cosmos.engine.defaults import default_argument_parser, load_config, run_cli  # noqa: E402
+from cosmos.engine.train_entry import train_main  # noqa: E402
 from cosmos.launch.local import launch  # noqa: E402
-from cosmos.launch.preemption import TrainingInterrupted  # noqa: E402
-from cosmos.launch.train import train_main  # noqa: E402
 
 logger = logging.getLogger("cosmos")
 

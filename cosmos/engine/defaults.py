@@ -23,6 +23,7 @@ from cosmos.checkpoint.checkpointer import describe_write_failure
 from cosmos.config import LazyConfig, instantiate
 from cosmos.config.lazy import import_plugins
 from cosmos.config.typecheck import check_section, check_types
+from cosmos.distributed.fsdp import get_model_state, is_fsdp, wrap_fsdp
 from cosmos.engine import hooks as H
 from cosmos.engine.run_lock import RunDirectoryBusy, RunLock, describe_holder
 from cosmos.engine.trainer import Trainer
@@ -280,7 +281,6 @@ def wrap_for_training(model: nn.Module, cfg: Any, device: torch.device) -> nn.Mo
             model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=bool(options.get("find_unused_parameters", False)))
     if strategy == "fsdp":
-        from cosmos.launch.fsdp import wrap_fsdp
         amp = cfg.train.get("amp") or {}
         precision = amp.get("dtype") if amp.get("enabled", False) and device.type == "cuda" else None
         return wrap_fsdp(model, mixed_precision=precision)
@@ -301,7 +301,6 @@ def make_evaluate(cfg: Any, model: nn.Module, evaluators: Dict[str, Callable],
                   device: torch.device) -> Callable[[], Dict[str, float]]:
     """The trainer's evaluation: rank 0 evaluates ``model``; an FSDP-sharded model is first
     consolidated (all ranks) into a plain copy on rank 0."""
-    from cosmos.launch.fsdp import get_model_state, is_fsdp
 
     def run() -> Dict[str, float]:
         if not is_fsdp(model):
@@ -386,7 +385,7 @@ def build_ema_hook(cfg: Any, model: nn.Module) -> Optional[H.HookBase]:
     (``ema_parameters()`` not empty: an ablation without distillation has none)."""
     if not cfg.get("ema") or not getattr(model, "ema_parameters", lambda: ([], []))()[0]:
         return None
-    from cosmos.ema.hook import EMAHook
+    from cosmos.engine.ema_hook import EMAHook
     return EMAHook(instantiate(cfg.ema.momentum),
                    before_optimizer_step=bool(cfg.ema.get("before_optimizer_step", False)))
 
@@ -427,8 +426,6 @@ def _restore(trainer: Trainer, checkpointer: Checkpointer, cfg: Any, resume: Any
 def encoder_states(meta_arch: nn.Module) -> Dict[str, Dict[str, torch.Tensor]]:
     """``{encoder name: its full state dict on CPU}``. Under FSDP a collective (every rank
     calls it; rank 0 receives the states, the others empty dicts)."""
-    from cosmos.launch.fsdp import get_model_state, is_fsdp
-
     encoders = meta_arch.encoders()
     if not is_fsdp(meta_arch):
         return {name: {k: v.detach().cpu() for k, v in enc.state_dict().items()}

@@ -1,4 +1,5 @@
-"""Training hooks: schedules, logit-scale clamp, metric writers, checkpoints, evaluation, NaN guard."""
+"""Training hooks: schedules, logit-scale clamp, metric writers, checkpoints, evaluation,
+NaN guard. Every hook derives from :class:`cosmos.engine.hook_base.HookBase`."""
 from __future__ import annotations
 
 import json
@@ -6,12 +7,12 @@ import logging
 import math
 import os
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 
 from cosmos.utils.atomic import atomic_write_text
-from cosmos.engine.trainer import HookBase
+from cosmos.engine.hook_base import HookBase
 from cosmos.utils.errors import NonFiniteLossError
 
 logger = logging.getLogger(__name__)

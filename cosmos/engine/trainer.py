@@ -21,34 +21,14 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 import torch
 from torch import nn
 
-from cosmos.launch import preemption
-from cosmos.launch.fsdp import get_train_state, set_train_state
-from cosmos.launch.preemption import TrainingInterrupted
+from cosmos.distributed import preemption
+from cosmos.distributed.fsdp import get_train_state, set_train_state
+from cosmos.distributed.preemption import TrainingInterrupted
+from cosmos.engine.hook_base import HookBase
 from cosmos.utils.distributed import barrier, get_world_size
 from cosmos.utils.events import EventStorage
 
 logger = logging.getLogger(__name__)
-
-
-class HookBase:
-    """Called by the trainer around each step; state from ``state_dict`` goes in checkpoints.
-
-    A hook that acts every ``period`` steps exposes it as ``self.period``: the trainer then
-    synchronises with the device (loss values, NaN check) at those steps (``trainer.sync_step``).
-    """
-
-    trainer: "Trainer"
-
-    def before_train(self) -> None: ...
-    def after_train(self) -> None: ...
-    def before_step(self) -> None: ...
-    def after_backward(self) -> None: ...
-    def after_step(self) -> None: ...
-
-    def state_dict(self) -> Dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: Dict[str, Any]) -> None: ...
 
 
 def move_to_device(batch: Any, device: torch.device) -> Any:
@@ -95,7 +75,7 @@ class Trainer:
             the fast multi-crop, on the training device), or None.
 
     With several processes the logged loss terms are averaged over ranks, and a stop request
-    (:mod:`cosmos.launch.preemption`) on any rank stops every rank after the same step: the
+    (:mod:`cosmos.distributed.preemption`) on any rank stops every rank after the same step: the
     hooks run (the checkpointer saves) and :class:`TrainingInterrupted` is raised.
     """
 

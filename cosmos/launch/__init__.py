@@ -1,1 +1,1 @@
-"""Launching: distributed environment, local processes, SLURM (submitit), preemption."""
+"""Launching: local processes, SLURM (submitit) and sweeps. Sits above the engine."""

@@ -15,9 +15,8 @@ from typing import Any, Callable
 import torch
 import torch.multiprocessing as mp
 
-from cosmos.launch.preemption import STOP_SIGNALS
+from cosmos.distributed.preemption import STOP_SIGNALS
 from cosmos.utils.errors import CosmosError
-
 
 
 def free_port() -> int:
@@ -27,9 +26,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _child(local_rank: int, fn: Callable[[Any], Any], args: Any, num_procs: int, port: int) -> None:
-    os.environ.update(RANK=str(local_rank), WORLD_SIZE=str(num_procs), LOCAL_RANK=str(local_rank),
-                      LOCAL_WORLD_SIZE=str(num_procs), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+def _child(local_rank: int, fn: Callable[[Any], Any], args: Any, num_procs: int,
+           port: int) -> None:
+    os.environ.update(RANK=str(local_rank), WORLD_SIZE=str(num_procs),
+                      LOCAL_RANK=str(local_rank), LOCAL_WORLD_SIZE=str(num_procs),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     if torch.cuda.is_available() and local_rank < torch.cuda.device_count():
         torch.cuda.set_device(local_rank)
     fn(args)
@@ -44,8 +45,9 @@ def launch(fn: Callable[[Any], Any], num_procs: int, args: Any, use_gpus: bool =
     if num_procs < 1:
         raise CosmosError(f"the number of processes must be at least 1, got {num_procs}")
     if use_gpus and torch.cuda.device_count() < num_procs:
-        raise CosmosError(f"--num-gpus {num_procs} but this machine has {torch.cuda.device_count()} "
-                          "CUDA device(s); use --num-procs for CPU processes")
+        raise CosmosError(f"--num-gpus {num_procs} but this machine has "
+                          f"{torch.cuda.device_count()} CUDA device(s); use --num-procs for "
+                          "CPU processes")
     if num_procs == 1:
         return fn(args)
     # Stop signals reach the children from the process group (Ctrl-C, SLURM, kill -TERM -PGID);
@@ -56,8 +58,8 @@ def launch(fn: Callable[[Any], Any], num_procs: int, args: Any, use_gpus: bool =
                            start_method="spawn", join=True)
     except mp.ProcessExitedException as exc:
         if exc.exit_code and exc.exit_code > 128:  # TrainingInterrupted: the checkpoint is saved
-            print(f"stopped by signal {exc.exit_code - 128} after saving a checkpoint; run the same "
-                  "command again to resume", file=sys.stderr)
+            print(f"stopped by signal {exc.exit_code - 128} after saving a checkpoint; run the "
+                  "same command again to resume", file=sys.stderr)
             sys.exit(exc.exit_code)
         print(f"error: process {exc.error_index} of {num_procs} exited with code {exc.exit_code}; "
               "see its log (log.txt.rankN in the run directory)", file=sys.stderr)

@@ -20,8 +20,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
-from cosmos.launch import preemption
-from cosmos.launch.preemption import TrainingInterrupted
+from cosmos.distributed import preemption
+from cosmos.distributed.preemption import TrainingInterrupted
 from cosmos.utils.errors import CosmosError
 
 logger = logging.getLogger("cosmos")
@@ -43,7 +43,7 @@ class TrainJob:
     def __call__(self) -> Dict[str, float]:
         import submitit
 
-        from cosmos.launch.train import train_main
+        from cosmos.engine.train_entry import train_main
 
         env = submitit.JobEnvironment()
         usr_signal = getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"))

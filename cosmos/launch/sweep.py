@@ -209,7 +209,8 @@ def run_local(runs: Sequence[SweepRun], default_config: str, fixed: Sequence[str
             on_update()
 
 
-def save_manifest(sweep_dir: str, base_config: str, fixed: Sequence[str], runs: Sequence[SweepRun]) -> None:
+def save_manifest(sweep_dir: str, base_config: str, fixed: Sequence[str],
+                  runs: Sequence[SweepRun]) -> None:
     data = {"config_file": base_config, "overrides": list(fixed), "runs": [asdict(r) for r in runs]}
     atomic_write_text(os.path.join(sweep_dir, MANIFEST), json.dumps(data, indent=2))
 

@@ -27,7 +27,7 @@ Optional (the callers check with ``getattr`` / ``hasattr``):
   sync steps beside the loss terms (``logit_scale``, ``distill_logit_scale``). Called on the
   unwrapped model; it may synchronise with the device.
 * ``ema_parameters() -> (teacher params, student params)`` (:class:`HasEMATeacher`): two
-  aligned lists of tensors of equal shapes; the EMA hook (``cosmos/ema/hook.py``) lerps the
+  aligned lists of tensors of equal shapes; the EMA hook (``cosmos/engine/ema_hook.py``) lerps the
   first towards the second after every step and ``train.init_checkpoint`` copies the student
   into the teacher. Teacher tensors carry no gradient. Only a meta-architecture with an EMA
   teacher has it; without it the config has no ``ema`` section.

@@ -1,7 +1,7 @@
 """Causal text transformer in OpenCLIP's layout (token_embedding, positional_embedding, ...)."""
 from __future__ import annotations
 
-from typing import Tuple
+from typing import List, Tuple
 
 import torch
 from torch import nn
@@ -49,6 +49,10 @@ class TextTransformer(nn.Module):
             nn.init.normal_(block.mlp.c_fc.weight, std=fc_std)
             nn.init.normal_(block.mlp.c_proj.weight, std=proj_std)
         nn.init.normal_(self.text_projection, std=attn_std)
+
+    def fsdp_units(self) -> List[nn.Module]:
+        """Submodules FSDP shards separately: the transformer blocks, in order."""
+        return list(self.transformer.resblocks)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.transformer.grad_checkpointing = enable

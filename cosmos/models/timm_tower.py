@@ -4,7 +4,7 @@ timm is imported lazily in the constructor: importing it costs several seconds.
 """
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Any, List, Tuple
 
 import torch
 from torch import nn
@@ -42,6 +42,11 @@ class TimmImageTower(nn.Module):
         self.proj = nn.Parameter(self.width ** -0.5 * torch.randn(self.width, output_dim))
         if grad_checkpointing:
             self.set_grad_checkpointing(True)
+
+    def fsdp_units(self) -> List[nn.Module]:
+        """Submodules FSDP shards separately: the trunk's blocks, in order (none if the timm
+        model has no ``blocks``)."""
+        return list(self.trunk.blocks) if hasattr(self.trunk, "blocks") else []
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.trunk.set_grad_checkpointing(enable)

@@ -1,7 +1,7 @@
 """Vision transformer image tower in OpenCLIP's layout (``visual.*`` keys)."""
 from __future__ import annotations
 
-from typing import Tuple
+from typing import List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +60,10 @@ class VisionTransformer(nn.Module):
                                        quick_gelu)
         self.ln_post = nn.LayerNorm(width)
         self.proj = nn.Parameter(scale * torch.randn(width, output_dim))
+
+    def fsdp_units(self) -> List[nn.Module]:
+        """Submodules FSDP shards separately: the transformer blocks, in order."""
+        return list(self.transformer.resblocks)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.transformer.grad_checkpointing = enable

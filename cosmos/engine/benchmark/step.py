@@ -31,7 +31,8 @@ from cosmos.engine.benchmark.records import (
     StepReport, StepResult, StepSettings, first_line, mfu, summarize)
 from cosmos.engine.benchmark.step_timer import StepTimer
 from cosmos.engine.defaults import build_batch_augment, build_optimizer, build_step_hooks
-from cosmos.engine.trainer import HookBase, Trainer, move_to_device
+from cosmos.engine.hook_base import HookBase
+from cosmos.engine.trainer import Trainer, move_to_device
 from cosmos.utils.errors import CosmosError
 
 logger = logging.getLogger("cosmos.benchmark")

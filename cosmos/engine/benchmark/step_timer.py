@@ -9,7 +9,7 @@ from torch import nn
 
 from cosmos.engine.benchmark.batches import TimedLoader
 from cosmos.engine.benchmark.clock import Clock
-from cosmos.engine.trainer import HookBase
+from cosmos.engine.hook_base import HookBase
 
 # phase names, in table order
 STUDENT, TEACHER, LOSS, BACKWARD, OPTIMIZER, EMA, OTHER = (
@@ -84,7 +84,7 @@ class StepTimer:
     # -- trainer hooks --------------------------------------------------------------
     def wrap_hooks(self, hooks: List[HookBase]) -> List[HookBase]:
         """``hooks`` with markers first, last and around the EMA hook."""
-        from cosmos.ema.hook import EMAHook
+        from cosmos.engine.ema_hook import EMAHook
 
         out: List[HookBase] = [_Marker(self, "first")]
         for hook in hooks:

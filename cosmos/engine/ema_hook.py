@@ -1,4 +1,5 @@
-"""Training hook that moves the teacher towards the student every step."""
+"""Training hook that moves the EMA teacher towards the student every step (the EMA math and
+the momentum schedules live in :mod:`cosmos.ema`)."""
 from __future__ import annotations
 
 from typing import Callable, List, Tuple
@@ -6,7 +7,7 @@ from typing import Callable, List, Tuple
 import torch
 
 from cosmos.ema.teacher import ema_update
-from cosmos.engine.trainer import HookBase
+from cosmos.engine.hook_base import HookBase
 
 
 class EMAHook(HookBase):
@@ -14,11 +15,12 @@ class EMAHook(HookBase):
 
     The meta-architecture provides ``ema_parameters() -> (teacher params, student params)``.
     By default the update follows the optimizer step. ``before_optimizer_step=True`` reproduces
-    the official COSMOS order (after backward, before the step: the teacher lags one step; see
-    reference/cosmos-official.md §2, quirk 1).
+    the official COSMOS order (after backward, before the step: the teacher lags one step; as in
+    the official repository's ``src/training/train.py::train_one_epoch``).
     """
 
-    def __init__(self, momentum: Callable[[int], float], before_optimizer_step: bool = False) -> None:
+    def __init__(self, momentum: Callable[[int], float],
+                 before_optimizer_step: bool = False) -> None:
         self.momentum = momentum
         self.before_optimizer_step = before_optimizer_step
         self._pairs: Tuple[List[torch.Tensor], List[torch.Tensor]] = ([], [])

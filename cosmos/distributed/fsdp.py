@@ -38,11 +38,8 @@ except ImportError:  # pragma: no cover - torch 2.4 / 2.5
     from torch.distributed._composable.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 from torch.distributed.fsdp import FullyShardedDataParallel as FSDP1
 
-from cosmos.layers.blocks import ResidualAttentionBlock
-from cosmos.models.timm_tower import TimmImageTower
-
 __all__ = ["wrap_fsdp", "is_fsdp", "get_train_state", "set_train_state", "get_model_state",
-           "unsharded", "transformer_blocks"]
+           "unsharded", "fsdp_wrap_units"]
 
 StateDict = Dict[str, Any]
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -53,15 +50,20 @@ def is_fsdp(model: nn.Module) -> bool:
     return any(isinstance(m, (FSDPModule, FSDP1)) for m in model.modules())
 
 
-def transformer_blocks(model: nn.Module) -> List[nn.Module]:
-    """The units FSDP shards one by one: every ``ResidualAttentionBlock`` (student and teacher
-    towers alike) and every block of a timm trunk (``TimmImageTower.trunk.blocks``)."""
+def fsdp_wrap_units(model: nn.Module) -> List[nn.Module]:
+    """The units FSDP shards one by one, in module order: what every submodule that defines
+    ``fsdp_units() -> List[nn.Module]`` (the image and text towers: their transformer blocks)
+    declares, each unit once. Modules without the method are sharded with their parent."""
     blocks: List[nn.Module] = []
+    seen: Set[int] = set()
     for module in model.modules():
-        if isinstance(module, ResidualAttentionBlock):
-            blocks.append(module)
-        elif isinstance(module, TimmImageTower) and hasattr(module.trunk, "blocks"):
-            blocks.extend(module.trunk.blocks)
+        units = getattr(module, "fsdp_units", None)
+        if not callable(units):
+            continue
+        for unit in units():
+            if id(unit) not in seen:
+                seen.add(id(unit))
+                blocks.append(unit)
     return blocks
 
 
@@ -115,7 +117,7 @@ def wrap_fsdp(model: nn.Module, mixed_precision: Optional[str] = None,
     mesh = _mesh(model)
     scalars = {p for p in model.parameters() if p.ndim == 0}
     common = {"mesh": mesh, "mp_policy": _policy(mixed_precision), "ignored_params": scalars}
-    for block in transformer_blocks(model):
+    for block in fsdp_wrap_units(model):
         fully_shard(block, reshard_after_forward=reshard_after_forward, **common)
     fully_shard(model, reshard_after_forward=None if reshard_after_forward else False, **common)
     _average_grad_over_ranks(scalars, mesh.get_group())
@@ -212,7 +214,8 @@ def set_train_state(model: nn.Module, optimizer: torch.optim.Optimizer, model_st
     if not optim_state.get("state"):
         # no optimizer state yet (a stateless optimizer, or saved before any step): torch's
         # set_state_dict cannot load an empty state; the groups' values are all there is
-        set_model_state_dict(model, dict(model_state), options=StateDictOptions(full_state_dict=True))
+        set_model_state_dict(model, dict(model_state),
+                             options=StateDictOptions(full_state_dict=True))
         for group, saved in zip(optimizer.param_groups, optim_state["param_groups"]):
             group.update({k: v for k, v in saved.items() if k != "params"})
         optimizer.state.clear()

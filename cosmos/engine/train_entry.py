@@ -14,9 +14,9 @@ from cosmos.engine.defaults import (
     build_evaluators, build_trainer, default_setup, evaluate, export_encoders, load_config,
     load_model_weights, release_run_lock, resume_request, save_run_config, select_device,
     train_or_save_on_nonfinite, write_results)
-from cosmos.launch import preemption
-from cosmos.launch.env import destroy_distributed, detect_env, init_distributed
-from cosmos.launch.preemption import STOP_SIGNALS, TrainingInterrupted
+from cosmos.distributed import preemption
+from cosmos.distributed.env import destroy_distributed, detect_env, init_distributed
+from cosmos.distributed.preemption import STOP_SIGNALS, TrainingInterrupted
 from cosmos.utils.distributed import barrier, is_main_process
 from cosmos.utils.errors import CheckpointError
 
@@ -76,8 +76,8 @@ def train_main(args: argparse.Namespace,
                stop_signals: Optional[Sequence[int]] = STOP_SIGNALS) -> Dict[str, float]:
     """Train (or ``--eval-only``) the config of ``args`` in this process's place in the job.
 
-    ``stop_signals``: installed as stop requests (see :mod:`cosmos.launch.preemption`); a stopped
-    run raises :class:`TrainingInterrupted` after its checkpoint is saved.
+    ``stop_signals``: installed as stop requests (see :mod:`cosmos.distributed.preemption`); a
+    stopped run raises :class:`TrainingInterrupted` after its checkpoint is saved.
     """
     resume = resume_request(args)  # contradictory flags fail before anything starts
     cfg = load_config(args.config_file, args.opts)

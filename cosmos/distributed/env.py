@@ -82,14 +82,16 @@ def detect_env(environ: Optional[Mapping[str, str]] = None) -> DistEnv:
                        master_addr=environ.get("MASTER_ADDR", "127.0.0.1"),
                        master_port=_int(environ, "MASTER_PORT", 29500), source="torchrun")
     if "SLURM_PROCID" in environ and "SLURM_NTASKS" in environ and "SLURM_JOB_ID" in environ:
-        hosts = expand_nodelist(environ.get("SLURM_JOB_NODELIST", environ.get("SLURM_NODELIST", "")))
+        nodelist = environ.get("SLURM_JOB_NODELIST", environ.get("SLURM_NODELIST", ""))
+        hosts = expand_nodelist(nodelist)
         nodes = max(1, _int(environ, "SLURM_JOB_NUM_NODES", len(hosts) or 1))
         port = environ.get("COSMOS_MASTER_PORT") or (
             SLURM_PORT_BASE + _int(environ, "SLURM_JOB_ID") % SLURM_PORT_SPAN)
         return DistEnv(rank=_int(environ, "SLURM_PROCID"), world_size=_int(environ, "SLURM_NTASKS"),
                        local_rank=_int(environ, "SLURM_LOCALID", 0),
                        local_world_size=_int(environ, "SLURM_NTASKS", 1) // nodes,
-                       master_addr=environ.get("COSMOS_MASTER_ADDR") or (hosts[0] if hosts else "127.0.0.1"),
+                       master_addr=(environ.get("COSMOS_MASTER_ADDR")
+                                    or (hosts[0] if hosts else "127.0.0.1")),
                        master_port=int(port), source="slurm")
     return DistEnv()
 
