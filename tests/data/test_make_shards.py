@@ -23,7 +23,7 @@ from cosmos.data.synthetic import SyntheticScenes
 from cosmos.data.text_crops import split_caption, to_sentences
 from cosmos.utils.errors import CosmosError, DataError
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import REPO
 TOOL = os.path.join(REPO, "tools", "make_shards.py")
 N, PER_SHARD, SIZE = 25, 10, 32
 

@@ -18,7 +18,7 @@ from cosmos.config import L, LazyCall, LazyConfig, instantiate, locate
 from cosmos.config.overrides import parse_value
 from cosmos.utils.errors import ConfigError, CosmosError, UnknownComponentError
 
-CONFIGS = Path(__file__).parent / "configs"
+CONFIGS = Path(__file__).parent.parent / "configs"
 FLAGS = {"allow_objects": True}
 
 

@@ -13,7 +13,7 @@ import torch
 from cosmos.layers.attention import (attention, attention_backend, attention_varlen,
                                      available_backends, pack, unavailable_reason, unpack)
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import REPO
 TOL = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 1e-2}
 
 # name → (Lq, Lk, is_causal, padded): self, causal, cross with Lq != Lk, key padding, both.

@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import REPO
 BENCHMARK = os.path.join(REPO, "tools", "benchmark.py")
 
 

@@ -1,5 +1,5 @@
 """tools/sweep.py without SLURM: grid parsing, run names, runs one after another, and the
-collected table, CSV and plot (the SLURM job-array path is in tests/test_slurm.py)."""
+collected table, CSV and plot (the SLURM job-array path is in tests/launch/test_slurm.py)."""
 from __future__ import annotations
 
 import csv

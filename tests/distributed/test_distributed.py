@@ -19,8 +19,8 @@ from cosmos.engine.defaults import build_batch_augment
 from cosmos.engine.trainer import move_to_device
 from cosmos.launch.env import DistEnv, detect_env, expand_nodelist
 from tests.helpers import DEMO_CONFIG, REPO, TRAIN_NET, run_train, tiny_overrides
-from tests.test_eval_net import TINY as COSMOS_TINY
-from tests.test_configs import point_at_test_shards, shrink
+from tests.evaluation.test_eval_net import TINY as COSMOS_TINY
+from tests.config.test_configs import point_at_test_shards, shrink
 
 WORLD = 2
 CONFIGS = {

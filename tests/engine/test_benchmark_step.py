@@ -18,7 +18,7 @@ from cosmos.config import LazyConfig
 from cosmos.engine import benchmark as B
 from cosmos.models import TextTransformer, VisionTransformer
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import REPO
 CLIP_CONFIG = os.path.join(REPO, "configs", "clip", "clip_tiny_synthetic.py")
 COSMOS_CONFIG = os.path.join(REPO, "configs", "cosmos", "cosmos_tiny_synthetic.py")
 

@@ -17,7 +17,7 @@ from cosmos.data.shards import STREAM_SHUFFLE, StreamedShard, _fresh_state, _rng
 from cosmos.utils.errors import ConfigError, DataError
 from tests.helpers import DEMO_CONFIG, run_train, tiny_overrides
 from tests.shard_fixtures import serve_directory, write_scene_shards
-from tests.test_shards import make_stream, take
+from tests.data.test_shards import make_stream, take
 
 NUM_SHARDS, PER_SHARD = 4, 10
 

@@ -13,7 +13,7 @@ from cosmos.data.shards import ShardFile, _fresh_state
 from cosmos.data.tar_reader import TarIntegrityError, scan_members
 from tests.helpers import DEMO_CONFIG, run_train, tiny_overrides
 from tests.shard_fixtures import scene_samples, write_scene_shards, write_tar
-from tests.test_shards import make_stream
+from tests.data.test_shards import make_stream
 
 PER_SHARD = 8
 
