@@ -6,10 +6,12 @@ from collections import Counter
 
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageFilter
+from torchvision import transforms as T
+from torchvision.transforms import functional as F
 
 from cosmos.data import ClipTokenizer, ResumableLoader
-from cosmos.data.multicrop import MultiCrop
+from cosmos.data.multicrop import MultiCrop, ViewRecipe
 from cosmos.data.synthetic import SyntheticScenes
 from cosmos.data.text_crops import (FullCaptionRepeated, PixelProseTextCrop, TextCrop,
                                     draw_sentences, split_caption)
@@ -34,20 +36,88 @@ def _views(out) -> list:
     return out["global_crops"] + out["local_crops"]
 
 
+def _reference_view(image: Image.Image, recipe: ViewRecipe, rng: random.Random,
+                    torch_gates: bool, fired: Counter) -> torch.Tensor:
+    """One view written out with torchvision's functional ops and explicit draws, in the order of
+    DINO's ``DataAugmentationDINO`` (the official COSMOS recipe): crop geometry, flip and jitter
+    factors from torch's global RNG; jitter / grayscale gates from ``rng`` (or from torch with
+    ``torch_gates``); blur gate and radius, solarize gate from ``rng``. ``fired`` counts the
+    branches taken, so that a test can show that its seeds reach every branch.
+    """
+    def gate(p: float) -> bool:
+        return bool(torch.rand(1) < p) if torch_gates else rng.random() < p
+
+    top, left, h, w = T.RandomResizedCrop.get_params(image, list(recipe.scale), [3 / 4, 4 / 3])
+    view = F.resized_crop(image, top, left, h, w, [recipe.size, recipe.size],
+                          T.InterpolationMode.BICUBIC).convert("RGB")
+    if torch.rand(1) < recipe.flip_p:
+        view, fired["flip"] = F.hflip(view), fired["flip"] + 1
+    if gate(recipe.jitter_p):
+        b, c, s, hue = recipe.jitter
+        order, bf, cf, sf, hf = T.ColorJitter.get_params([1 - b, 1 + b], [1 - c, 1 + c],
+                                                         [1 - s, 1 + s], [-hue, hue])
+        adjust = {0: (F.adjust_brightness, bf), 1: (F.adjust_contrast, cf),
+                  2: (F.adjust_saturation, sf), 3: (F.adjust_hue, hf)}
+        for index in order.tolist():
+            op, factor = adjust[index]
+            view = op(view, factor)
+        fired["jitter"] += 1
+    if gate(recipe.gray_p):
+        view, fired["gray"] = F.rgb_to_grayscale(view, num_output_channels=3), fired["gray"] + 1
+    if rng.random() <= recipe.blur_p:
+        view = view.filter(ImageFilter.GaussianBlur(radius=rng.uniform(*recipe.blur_radius)))
+        fired["blur"] += 1
+    if recipe.solarize_p > 0 and rng.random() < recipe.solarize_p:
+        view, fired["solarize"] = F.solarize(view, recipe.solarize_threshold), fired["solarize"] + 1
+    return F.normalize(F.to_tensor(view), OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
+
+
+def _reference_views(policy: MultiCrop, image: Image.Image, seed: int, torch_gates: bool,
+                     fired: Counter) -> list:
+    """Reference views (globals, then locals) for torch seed ``seed``, ``random.Random(seed)``."""
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    recipes = ([policy.recipe(f"global{i + 1}") for i in range(len(policy.global_views))]
+               + [policy.recipe(f"local{i + 1}") for i in range(len(policy.local_views))])
+    return [_reference_view(image, r, rng, torch_gates, fired) for r in recipes]
+
+
+def _policy_views(policy: MultiCrop, image: Image.Image, seed: int) -> list:
+    torch.manual_seed(seed)
+    return _views(policy(image, random.Random(seed)))
+
+
 # ----------------------------------------------------------------------------- image multi-crop
-def test_multicrop_default_shapes() -> None:
-    policy = IMAGE_CROPS.get("cosmos_multicrop")()
-    torch.manual_seed(0)
-    out = policy(_image(), random.Random(0))
-    assert [t.shape for t in out["global_crops"]] == [(3, 224, 224)] * 2
-    assert [t.shape for t in out["local_crops"]] == [(3, 96, 96)] * 6
-    assert all(t.dtype == torch.float32 for t in _views(out))
+def test_multicrop_default_views_equal_the_reference() -> None:
+    """The default policy (2 x 224 px, 6 x 96 px) equals the functional transcription exactly."""
+    policy, image, fired = IMAGE_CROPS.get("cosmos_multicrop")(), _image(), Counter()
+    for seed in (0, 1, 7):  # seed 7 solarizes global 2
+        out = _policy_views(policy, image, seed)
+        assert [t.shape for t in out] == [(3, 224, 224)] * 2 + [(3, 96, 96)] * 6
+        assert all(t.dtype == torch.float32 for t in out)
+        ref = _reference_views(policy, image, seed, False, fired)
+        assert all(torch.equal(a, b) for a, b in zip(out, ref))
+    assert set(fired) == {"flip", "jitter", "gray", "blur", "solarize"}, fired
+
+
+def test_multicrop_torch_gates_views_equal_the_reference() -> None:
+    """``torch_gates=True`` draws the jitter and grayscale gates from torch, after the flip."""
+    policy = MultiCrop(global_size=48, local_size=24, num_local=2, torch_gates=True)
+    image, fired = _image(), Counter()
+    for seed in range(12):
+        ref = _reference_views(policy, image, seed, True, fired)
+        assert all(torch.equal(a, b) for a, b in zip(_policy_views(policy, image, seed), ref))
+    assert set(fired) == {"flip", "jitter", "gray", "blur", "solarize"}, fired
 
 
 def test_multicrop_without_local_crops() -> None:
-    out = MultiCrop(global_size=64, num_global=3, num_local=0)(_image(), random.Random(0))
+    policy = MultiCrop(global_size=64, num_global=3, num_local=0)
+    out = policy(_image(), random.Random(0))
     assert [t.shape for t in out["global_crops"]] == [(3, 64, 64)] * 3
     assert out["local_crops"] == []
+    views = _policy_views(policy, _image(), 1)  # global 3 follows global 2's recipe
+    assert all(torch.equal(a, b)
+               for a, b in zip(views, _reference_views(policy, _image(), 1, False, Counter())))
 
 
 def test_multicrop_recipes_follow_the_official_probabilities() -> None:
@@ -196,6 +266,17 @@ def test_batch_through_the_loader() -> None:
     assert [t.shape for t in batch["global_crops"]] == [(4, 3, 64, 64)] * 2
     assert [t.shape for t in batch["local_crops"]] == [(4, 3, 32, 32)] * 6
     assert batch["tokens"].shape == (4, 8, 77)
+    # Row j is the policies applied to its scene with the sample's generators: Python's seeded by
+    # (loader seed 0, position j), torch's by the first 63 bits drawn from it.
+    scenes = SyntheticScenes(num_samples=8, image_size=64)
+    for j, key in enumerate(batch["key"]):
+        scene = scenes[int(key.rsplit("-", 1)[1])]
+        rng = random.Random((0 << 48) ^ j)
+        torch.manual_seed(rng.getrandbits(63))
+        views = _views(MultiCrop(global_size=64, local_size=32)(scene["image"], rng))
+        assert all(torch.equal(v, stacked[j]) for v, stacked in zip(views, _views(batch)))
+        tokens = ClipTokenizer(77)(TextCrop()(scene["captions"], rng))
+        assert torch.equal(batch["tokens"][j], tokens)
     again = next(iter(_loader()))
     assert all(torch.equal(a, b) for a, b in zip(_views(batch), _views(again)))
     assert torch.equal(batch["tokens"], again["tokens"])
