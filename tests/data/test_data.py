@@ -4,10 +4,14 @@ from __future__ import annotations
 import random
 
 import torch
+from PIL import Image
+from torchvision import transforms as T
+from torchvision.transforms import functional as F
 
 from cosmos.data import ClipTokenizer, ResumableLoader
 from cosmos.data.synthetic import SyntheticScenes
-from cosmos.data.transforms import EvalCrop, FullCaption, SingleCrop
+from cosmos.data.transforms import (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, EvalCrop, FullCaption,
+                                    SingleCrop)
 
 
 def test_tokenizer_matches_open_clip() -> None:
@@ -25,7 +29,24 @@ def test_crop_policies() -> None:
     torch.manual_seed(0)
     out = SingleCrop(size=32)(image)["images"]
     assert out.shape == (3, 32, 32) and out.dtype == torch.float32
-    assert EvalCrop(size=40)(image)["images"].shape == (3, 40, 40)
+    # values: torchvision's functional ops with the same torch draws
+    torch.manual_seed(0)
+    box = T.RandomResizedCrop.get_params(image, [0.9, 1.0], [3 / 4, 4 / 3])
+    ref = F.resized_crop(image, *box, [32, 32], T.InterpolationMode.BICUBIC)
+    assert torch.equal(out, F.normalize(F.to_tensor(ref), OPENAI_CLIP_MEAN, OPENAI_CLIP_STD))
+    ref = F.center_crop(F.resize(image, 40, T.InterpolationMode.BICUBIC), 40)
+    assert torch.equal(EvalCrop(size=40)(image)["images"],
+                       F.normalize(F.to_tensor(ref), OPENAI_CLIP_MEAN, OPENAI_CLIP_STD))
+    # hand values: a one-colour image gives (v / 255 - mean) / std everywhere, grey made RGB
+    want = torch.tensor([(v / 255 - m) / s for v, m, s in
+                         zip((200, 100, 50), OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)])
+    for policy in (SingleCrop(size=16), EvalCrop(size=16)):
+        pixels = policy(Image.new("RGB", (40, 30), (200, 100, 50)))["images"]
+        assert torch.allclose(pixels, want[:, None, None].expand(3, 16, 16), atol=1e-6)
+        grey = policy(Image.new("L", (40, 30), 100))["images"]
+        assert grey.shape == (3, 16, 16)
+        assert torch.allclose(grey[:, 5, 7], (100 / 255 - torch.tensor(OPENAI_CLIP_MEAN))
+                              / torch.tensor(OPENAI_CLIP_STD), atol=1e-6)
     caps = {"long": ["One.", "Two."], "raw": "one"}
     assert FullCaption()(caps, random.Random(0)) == "One. Two."
     assert FullCaption(pool="raw")(caps, random.Random(0)) == "one"

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from open_clip import transformer as openclip_towers
 
 from cosmos.layers.attention import attention, math_attention
 from cosmos.models import TextTransformer, VisionTransformer, interpolate_pos_embed
@@ -43,18 +44,44 @@ def test_unknown_backend_is_rejected(qkv, monkeypatch) -> None:
         attention(*qkv)
 
 
-def test_vit_shapes_and_openclip_keys() -> None:
-    vit = VisionTransformer(image_size=32, patch_size=8, width=16, layers=2, heads=2, output_dim=12)
-    pooled, tokens = vit(torch.randn(3, 3, 32, 32))
-    assert pooled.shape == (3, 12) and tokens.shape == (3, 16, 16)
-    pooled, tokens = vit(torch.randn(3, 3, 16, 16))  # a smaller (local) crop
-    assert pooled.shape == (3, 12) and tokens.shape == (3, 4, 16)
-    keys = set(vit.state_dict())
-    for key in ("conv1.weight", "class_embedding", "positional_embedding", "ln_pre.weight", "proj",
-                "transformer.resblocks.0.attn.in_proj_weight", "transformer.resblocks.0.attn.out_proj.bias",
-                "transformer.resblocks.1.mlp.c_fc.weight", "transformer.resblocks.1.ln_2.bias",
-                "ln_post.weight"):
-        assert key in keys, key
+def _openclip_vit(vit: VisionTransformer, image_size: int) -> torch.nn.Module:
+    """OpenCLIP's ViT tower at ``image_size`` holding ``vit``'s weights (strict load).
+
+    At another size than ``vit``'s, its positional table is ``vit``'s resized by the official
+    COSMOS / DINO rule written out here: bicubic, scale (g' + 0.1) / g, class position kept.
+    """
+    theirs = openclip_towers.VisionTransformer(
+        image_size=image_size, patch_size=vit.patch_size, width=vit.width, layers=2, heads=2,
+        mlp_ratio=4.0, output_dim=vit.output_dim, output_tokens=True).eval()
+    weights = dict(vit.state_dict())
+    grid, new_grid = vit.image_size // vit.patch_size, image_size // vit.patch_size
+    if new_grid != grid:
+        table = weights["positional_embedding"]
+        patches = table[1:].reshape(1, grid, grid, -1).permute(0, 3, 1, 2)
+        scale = (new_grid + 0.1) / grid
+        patches = torch.nn.functional.interpolate(patches, scale_factor=(scale, scale),
+                                                  mode="bicubic", align_corners=False)
+        weights["positional_embedding"] = torch.cat(
+            [table[:1], patches.permute(0, 2, 3, 1).reshape(new_grid * new_grid, -1)])
+    theirs.load_state_dict(weights, strict=True)
+    return theirs
+
+
+def test_vit_outputs_equal_openclip_on_the_same_weights() -> None:
+    """Pooled embedding and patch tokens (after ln_post) equal OpenCLIP's ViT on the same weights,
+    at the training size and on a smaller (local) crop with interpolated positions."""
+    torch.manual_seed(0)
+    vit = VisionTransformer(image_size=32, patch_size=8, width=16, layers=2, heads=2,
+                            output_dim=12).eval()
+    for size, num_tokens in ((32, 16), (16, 4)):
+        images = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(size))
+        with torch.no_grad():
+            pooled, tokens = vit(images)
+            ref_pooled, ref_tokens = _openclip_vit(vit, size)(images)
+        assert pooled.shape == (3, 12) and tokens.shape == (3, num_tokens, 16)
+        torch.testing.assert_close(pooled, ref_pooled, rtol=0, atol=1e-5)
+        torch.testing.assert_close(tokens, ref_tokens, rtol=0, atol=1e-5)
+    # the strict loads above show the OpenCLIP key layout (conv1, class_embedding, ln_pre, …)
 
 
 def test_pos_embed_interpolation_rule() -> None:
@@ -84,6 +111,14 @@ def test_text_tower_causal_and_eot_pooling() -> None:
     trimmed, _ = tower(tokens[:, :4])
     assert torch.allclose(trimmed, pooled, atol=1e-6)
     assert tower.text_projection.std().item() == pytest.approx(16 ** -0.5, rel=0.3)
+    # values: OpenCLIP's text tower on the same weights gives the same pooled and token features
+    theirs = openclip_towers.TextTransformer(context_length=10, vocab_size=50, width=16, heads=2,
+                                             layers=2, output_dim=8, output_tokens=True).eval()
+    theirs.load_state_dict(tower.state_dict(), strict=True)
+    with torch.no_grad():
+        ref_pooled, ref_feats = theirs(tokens)
+    torch.testing.assert_close(pooled, ref_pooled, rtol=0, atol=1e-5)
+    torch.testing.assert_close(feats, ref_feats, rtol=0, atol=1e-5)
 
 
 def test_grad_checkpointing_same_gradients() -> None:
