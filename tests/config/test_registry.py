@@ -1,6 +1,7 @@
 """Registry behaviour: idempotent registration, conflicts, unknown names, built-ins, listing."""
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 
@@ -9,6 +10,9 @@ import pytest
 from cosmos.registry import LOSSES, REGISTRIES, Registry, lookup
 from cosmos.utils.errors import CosmosError, UnknownComponentError
 from tests.helpers import REPO
+
+
+RELOAD_REGISTRY = Registry("reloaded things")
 
 
 class _Alpha:
@@ -54,12 +58,29 @@ def test_unknown_name_lists_registered_and_close_matches() -> None:
     assert isinstance(err.value, KeyError)
 
 
-def test_reimported_definition_counts_as_same_object() -> None:
+def test_reimported_definition_counts_as_same_object(tmp_path, monkeypatch) -> None:
     reg = Registry("things")
     first = type("Same", (), {"__module__": "pkg.mod", "__qualname__": "Same"})
     second = type("Same", (), {"__module__": "pkg.mod", "__qualname__": "Same"})
     reg.register(first, name="same")
     reg.register(second, name="same")  # a module reload creates a new class object
+    assert reg.get("same") is second and reg.names() == ["same"]  # the newest definition wins
+    other = type("Other", (), {"__module__": "pkg.mod", "__qualname__": "Other"})
+    with pytest.raises(CosmosError, match="pkg.mod.Same.*pkg.mod.Other"):
+        reg.register(other, name="same")  # same module, another class: still a conflict
+    # A real reload of a module that registers a class with the decorator.
+    (tmp_path / "reloaded_component.py").write_text(
+        "from tests.config.test_registry import RELOAD_REGISTRY\n\n"
+        "@RELOAD_REGISTRY.register(name='component')\nclass Component:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("reloaded_component")
+    try:
+        old_class = module.Component
+        reloaded = importlib.reload(module)
+        assert reloaded.Component is not old_class
+        assert RELOAD_REGISTRY.get("component") is reloaded.Component
+    finally:
+        sys.modules.pop("reloaded_component", None)
 
 
 def test_builtins_are_registered() -> None:
