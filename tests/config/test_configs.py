@@ -16,6 +16,8 @@ from tests.helpers import REPO, TINY_VALUES
 
 ALL_CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "**", "*.py"), recursive=True))
 RUNNABLE = [p for p in ALL_CONFIGS if "/common/" not in p]
+# The two demo configs (CLIP and COSMOS) stay in the fast subset; the others' steps are slow.
+DEMO_CONFIGS = ("configs/clip/clip_tiny_synthetic.py", "configs/cosmos/cosmos_tiny_synthetic.py")
 
 
 def _ids(paths):
@@ -55,7 +57,9 @@ def point_at_test_shards(cfg, urls: str) -> None:
         train.urls = "::".join([urls] * (str(train.urls).count("::") + 1))
 
 
-@pytest.mark.parametrize("path", RUNNABLE, ids=_ids(RUNNABLE))
+@pytest.mark.parametrize("path", [
+    p if os.path.relpath(p, REPO) in DEMO_CONFIGS else pytest.param(p, marks=pytest.mark.slow)
+    for p in RUNNABLE], ids=_ids(RUNNABLE))
 def test_config_builds_and_runs_one_step(path, tmp_path, synthetic_shards) -> None:
     cfg = LazyConfig.load(path)
     for key in ("model", "optimizer", "lr_multiplier", "dataloader", "train"):
@@ -84,6 +88,7 @@ def test_config_builds_and_runs_one_step(path, tmp_path, synthetic_shards) -> No
         assert results and all(0 <= v <= 100 for v in results.values())
 
 
+@pytest.mark.slow
 def test_image_tower_swap_is_one_override() -> None:
     cfg = LazyConfig.load(os.path.join(REPO, "configs", "clip", "clip_tiny_synthetic.py"))
     LazyConfig.apply_overrides(cfg, [

@@ -106,6 +106,7 @@ def test_lookup_registry_form() -> None:
         lookup("losses.nope")
 
 
+@pytest.mark.slow
 def test_list_components_tool() -> None:
     out = subprocess.run([sys.executable, "tools/list_components.py"], cwd=REPO,
                          capture_output=True, text=True, check=True).stdout

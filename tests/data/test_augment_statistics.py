@@ -179,7 +179,7 @@ def test_gray_solarize_blur_equal_pil() -> None:
 
 
 # ----------------------------------------------------------------------------- whole views
-@pytest.mark.parametrize("backend", ["pil", "tensor"])
+@pytest.mark.parametrize("backend", ["pil", pytest.param("tensor", marks=pytest.mark.slow)])
 def test_fast_path_equals_per_sample_path(backend) -> None:
     """Same seeds → identical crops, after normalisation, bit for bit (40 samples × 8 views)."""
     scenes = SyntheticScenes(num_samples=40, image_size=72, split="t")

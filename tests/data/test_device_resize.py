@@ -99,6 +99,7 @@ def test_pil_backend_gives_the_worker_path_bit_for_bit() -> None:
     assert "image_uint8" not in b and "global_boxes" not in b
 
 
+@pytest.mark.slow
 def test_tensor_resize_equals_the_worker_path() -> None:
     exact, moved = _samples(False), _samples(True)
     step = DinoPhotometric(cpu_backend="tensor", resize_chunk=16)

@@ -296,6 +296,7 @@ def _load_tool():
     return module
 
 
+@pytest.mark.slow
 def test_cli(folder, tmp_path, capsys):
     table = _table(tmp_path / "caps.csv", ROWS)
     out = tmp_path / "cli"

@@ -133,6 +133,7 @@ def test_counted_once_per_epoch(cut_dir, caplog) -> None:
     assert st["stats"]["truncated_shard"] == len({d // 2 for d in bad_draws}) < len(bad_draws)
 
 
+@pytest.mark.slow
 def test_cli_names_the_cut_shard_and_counts_it_once(tmp_path, synthetic_shards) -> None:
     shards = str(tmp_path / "shards")
     shutil.copytree(os.path.dirname(synthetic_shards), shards)

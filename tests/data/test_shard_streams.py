@@ -191,6 +191,7 @@ def local_run(tmp_path_factory, shards) -> str:
     return out
 
 
+@pytest.mark.slow
 def test_training_from_http_and_pipe_equals_local_files(local_run, shards, server,
                                                         tmp_path) -> None:
     for name, urls in (("http", f"{server.url}/s-{{000..003}}.tar"),
@@ -202,6 +203,7 @@ def test_training_from_http_and_pipe_equals_local_files(local_run, shards, serve
     assert any(p.startswith("/s-00") for p in server.requests)
 
 
+@pytest.mark.slow
 def test_kill_and_resume_on_http_equals_straight_run(local_run, server, tmp_path) -> None:
     out = str(tmp_path)
     urls = f"{server.url}/s-{{000..003}}.tar"
@@ -214,6 +216,7 @@ def test_kill_and_resume_on_http_equals_straight_run(local_run, server, tmp_path
     _same_weights(local_run, out)  # = the uninterrupted run's weights
 
 
+@pytest.mark.slow
 def test_a_run_whose_sources_all_fail_stops_before_step_one(server, tmp_path) -> None:
     out = str(tmp_path / "run")
     res = _train(out, f"{server.url}/gone-{{000..003}}.tar")

@@ -80,7 +80,7 @@ def test_splits_and_seeds_differ(dataset: SyntheticScenes) -> None:
     assert not np.array_equal(np.asarray(dataset[0]["image"]), np.asarray(dataset[1]["image"]))
 
 
-@pytest.mark.parametrize("size", [32, 64, 224])
+@pytest.mark.parametrize("size", [32, 64, pytest.param(224, marks=pytest.mark.slow)])
 def test_image_and_mask(size: int) -> None:
     ds = SyntheticScenes(num_samples=12, image_size=size, split="test")
     for i in range(len(ds)):
@@ -253,6 +253,7 @@ def test_registered(monkeypatch: pytest.MonkeyPatch) -> None:
     assert registry.DATASETS.get("synthetic_scenes") is synthetic.SyntheticScenes
 
 
+@pytest.mark.slow
 def test_generation_speed() -> None:
     ds = SyntheticScenes(num_samples=2000, image_size=64)
     start = time.perf_counter()
