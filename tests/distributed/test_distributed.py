@@ -98,6 +98,8 @@ def _ddp_worker(rank: int, name: str, cfg_path: str, batch_path: str, init: str,
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_ddp_step_matches_combined_batch(name, tmp_path, synthetic_shards) -> None:
     """Two gloo processes with half the batch each: their mean loss is the combined batch's loss
@@ -137,6 +139,8 @@ def _metrics(run_dir) -> list:
         return [json.loads(line) for line in f if line.strip()]
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_train_net_two_processes_logs_per_rank_and_resumes_at_one(tmp_path, synthetic_shards) -> None:
     run = tmp_path / "run"
     res = run_train(["--num-procs", "2", "--config-file", DEMO_CONFIG,
@@ -170,6 +174,8 @@ def test_num_gpus_without_gpus_is_one_line_error(tmp_path, synthetic_shards) -> 
 
 # -- a stop signal: every rank finishes its step, one checkpoint, exact resume -----------------
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_sigterm_saves_at_step_boundary_and_resume_matches(tmp_path, synthetic_shards) -> None:
     """SIGTERM to both processes mid-run: they agree on the step, save its checkpoint and exit
     143; running the command again finishes with the same losses as an uninterrupted run."""
@@ -213,6 +219,8 @@ def test_sigterm_saves_at_step_boundary_and_resume_matches(tmp_path, synthetic_s
 
 # -- FSDP: sharded training, consolidated checkpoints ------------------------------------------
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_fsdp_run_at_two_processes_resumes_at_one(tmp_path, synthetic_shards) -> None:
     """COSMOS with train.distributed.strategy=fsdp on 2 gloo processes: evaluation and export
     work on the sharded model, and its checkpoint resumes in a 1-process run."""

@@ -233,6 +233,8 @@ def runs(tmp_path_factory) -> Dict:
     return {"ref": ref, "w2": w2}
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_fsdp_step_consolidates_to_the_world1_step(runs) -> None:
     """2-process FSDP step (half batch each) == 1-process step on the whole batch; the
     consolidated state loads into a plain model, and a second step agrees too."""
@@ -247,6 +249,8 @@ def test_fsdp_step_consolidates_to_the_world1_step(runs) -> None:
     _assert_close_dicts(model.state_dict(), ref["clip_step2"], ATOL, "params after step 2")
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_world1_state_loads_into_fsdp(runs) -> None:
     """A 1-process state set into the 2-process FSDP model reads back unchanged."""
     model_sd, optim_sd = runs["w2"]["clip_w1_in_w2"]
@@ -254,6 +258,8 @@ def test_world1_state_loads_into_fsdp(runs) -> None:
     _assert_close_optim(optim_sd, runs["ref"]["clip"][1], 0.0)
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_cosmos_fsdp_step_and_ema_match_world1(runs) -> None:
     """Sharded teacher and student line up: the consolidated teacher after step + EMA equals the
     1-process result (student too)."""
@@ -262,6 +268,8 @@ def test_cosmos_fsdp_step_and_ema_match_world1(runs) -> None:
     _assert_close_dicts(w2, ref, ATOL, "COSMOS student and teacher")
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_evaluation_outside_root_forward_and_bf16(runs) -> None:
     """``unsharded`` makes ``encode_image`` work on the wrapped model; bf16 training runs."""
     assert torch.allclose(runs["w2"]["encode_w2"], runs["ref"]["encode"], atol=1e-6)

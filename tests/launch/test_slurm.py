@@ -27,7 +27,8 @@ def _slurm_state() -> str:
     return ""
 
 
-pytestmark = pytest.mark.skipif(bool(_slurm_state()), reason=_slurm_state() or "SLURM is up")
+pytestmark = [pytest.mark.slurm, pytest.mark.slow,
+              pytest.mark.skipif(bool(_slurm_state()), reason=_slurm_state() or "SLURM is up")]
 
 
 def _run_tool(tool: str, args, cwd: str, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -59,6 +60,7 @@ def _wait(predicate, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+@pytest.mark.distributed
 def test_preempted_job_requeues_and_resumes_from_its_checkpoint(tmp_path, synthetic_shards) -> None:
     run = str(tmp_path / "run")
     steps = 16

@@ -40,6 +40,7 @@ def test_bad_grid_is_a_one_line_error(spec, message) -> None:
         S.parse_grid(["a=[1,2]", "a=[3]"])
 
 
+@pytest.mark.slow
 def test_local_sweep_runs_the_grid_and_collects_a_table(tmp_path, synthetic_shards) -> None:
     sweep_dir = tmp_path / "sweep"
     env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1")
@@ -147,6 +148,7 @@ def test_config_axis_names_runs_and_points_that_do_not_load_are_recorded() -> No
     assert S.one_line("x" * 500).endswith("…") and len(S.one_line("x" * 500)) == S.MAX_ERROR_CHARS
 
 
+@pytest.mark.slow
 def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path, synthetic_shards) -> None:
     """A grid over config files x shard lists x seeds: points whose config does not load and
     runs that fail at start (no shards) are recorded with their one-line reason; the good runs

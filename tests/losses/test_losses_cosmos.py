@@ -163,6 +163,8 @@ def _worker(rank: int, init: str, out: str) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_two_process_gradients_match_combined_batch(tmp_path) -> None:
     """DDP averages gradients over ranks, so the effective gradient on rank r's rows is
     (gradient on rank r) / W. local: that equals the combined-batch gradient (SigLIP too: the

@@ -198,6 +198,7 @@ def _python(script: str, **env: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_env_math_is_honoured_and_logged_once() -> None:
     proc = _python("""
         import logging, sys
@@ -219,6 +220,7 @@ def test_env_math_is_honoured_and_logged_once() -> None:
     assert proc.stderr.count(line) == 1, proc.stderr
 
 
+@pytest.mark.slow
 def test_auto_on_cpu_fp32_is_silent() -> None:
     """Fresh interpreter: importing, probing xformers (if installed) and attending emit nothing."""
     proc = _python("""

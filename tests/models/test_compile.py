@@ -1,10 +1,13 @@
 """Tower blocks trace under torch.compile without graph breaks (fullgraph=True must succeed)."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from cosmos.layers.blocks import ResidualAttentionBlock
 from cosmos.models import TextTransformer, VisionTransformer
+
+pytestmark = pytest.mark.slow  # torch.compile traces take seconds each
 
 
 def _fullgraph(module: torch.nn.Module, *args, **kwargs) -> torch.Tensor:

@@ -152,6 +152,7 @@ def test_quick_gelu_mlp() -> None:
 # ------------------------------------------------------------------------------ conversions
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ARCHS)
 def test_from_openclip_matches_openclip(arch: str) -> None:
     ours = _ours(arch)
@@ -160,6 +161,7 @@ def test_from_openclip_matches_openclip(arch: str) -> None:
     _assert_matches(ours, arch)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ARCHS)
 def test_to_openclip_loads_strictly_and_matches(arch: str) -> None:
     sd = to_openclip(_ours(arch))
@@ -176,6 +178,7 @@ def test_to_openclip_loads_strictly_and_matches(arch: str) -> None:
     _assert_matches(fresh, arch)
 
 
+@pytest.mark.slow
 def test_custom_text_layout_loads_the_same_weights() -> None:
     sd = _state_dict("ViT-B-32")
     custom = convert_to_custom_text_state_dict(sd)
@@ -191,6 +194,7 @@ def test_tiny_presets_match_openclip(arch: str) -> None:
     _assert_same_outputs(from_openclip(theirs.state_dict(), arch).eval(), theirs, 32)
 
 
+@pytest.mark.slow
 def test_quick_gelu_matches_openclip() -> None:
     theirs = _tiny_openclip("tiny-16", quick_gelu=True)
     sd = theirs.state_dict()
@@ -245,6 +249,7 @@ def test_unreadable_files_raise_checkpoint_error(tmp_path) -> None:
 # ------------------------------------------------------------------------------------ errors
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ARCHS)
 def test_wrong_arch_names_key_and_both_shapes(arch: str) -> None:
     sd = _state_dict(arch)
@@ -258,6 +263,7 @@ def test_wrong_arch_names_key_and_both_shapes(arch: str) -> None:
     assert "\n" not in message
 
 
+@pytest.mark.slow
 def test_missing_and_unexpected_keys_are_named() -> None:
     sd = dict(_state_dict("ViT-B-32"))
     key = "transformer.resblocks.3.mlp.c_fc.bias"
