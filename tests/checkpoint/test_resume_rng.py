@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from tests.helpers import DEMO_CONFIG, REPO, TRAIN_NET, run_train, tiny_overrides
@@ -42,6 +43,7 @@ def _assert_equal_states(a, b, where: str = "") -> None:
         assert a == b, f"{where}: {a} != {b}"
 
 
+@pytest.mark.slow
 def test_drop_path_tower_is_bit_identical_through_three_kills(tmp_path, synthetic_shards) -> None:
     straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
     env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1")

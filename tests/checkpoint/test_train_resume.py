@@ -10,6 +10,7 @@ import torch
 from tests.helpers import DEMO_CONFIG, run_train, tiny_overrides
 
 MAX_ITER = 6
+pytestmark = pytest.mark.slow  # every test trains through the CLI (or reads such a run)
 
 
 def _weights(run_dir: str) -> dict:
