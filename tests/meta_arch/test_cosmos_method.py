@@ -93,7 +93,7 @@ def _reference_losses(model: COSMOS, globals_, locals_, tokens, mask_padding=Fal
     return clip, distill
 
 
-@pytest.mark.parametrize("mask_padding", [False, True])
+@pytest.mark.parametrize("mask_padding", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_losses_equal_transcription_of_the_equations(mask_padding: bool) -> None:
     model = _model(mask_text_padding=mask_padding)
     g, l, tok = _inputs()
@@ -104,6 +104,7 @@ def test_losses_equal_transcription_of_the_equations(mask_padding: bool) -> None
     assert torch.allclose(out["loss"], clip + distill, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_padding_mask_changes_the_distillation_only() -> None:
     g, l, tok = _inputs()
     plain = _model().forward_explicit(g, l, tok)
@@ -132,6 +133,7 @@ def _module_of(name: str) -> str:
     return name
 
 
+@pytest.mark.slow
 def test_gradient_routing_per_term() -> None:
     model = _model()
     g, l, tok = _inputs()
@@ -190,6 +192,7 @@ def test_teacher_frozen_and_in_eval_mode() -> None:
     assert set(model.encoders()) == {"student", "teacher"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mask", [True, False])
 def test_trimming_text_padding_is_exact(mask) -> None:
     """Trimmed text tower runs give the untrimmed losses and gradients (fp32: 1e-6 / 1e-5),
