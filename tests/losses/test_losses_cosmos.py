@@ -62,6 +62,7 @@ def test_list_infonce_equals_loop_with_gradients(gather: str) -> None:
     assert torch.allclose(infonce(a[0], b[0], s, gather), _nce(a[0], b[0], s), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_cosmos_distill_equals_four_lists_and_detaches_teacher() -> None:
     x, y = _blocks(8, seed=3, grad=True), _blocks(8, seed=4, grad=True)
     u, w = _blocks(2, seed=5, grad=True), _blocks(2, seed=6, grad=True)
