@@ -76,6 +76,7 @@ def _check_phases(report: dict, expected: List[str]) -> None:
     assert 0.5 * phases["step_ms"] <= named <= phases["step_ms"] * 1.001, phases
 
 
+@pytest.mark.slow
 def test_clip_step_with_openclip(tool, tmp_path, capsys) -> None:
     pytest.importorskip("open_clip", reason="open_clip not installed: no OpenCLIP comparison")
     arch = tmp_path / "oc_tiny.json"  # no tiny OpenCLIP arch ships with open_clip: our own config
@@ -98,6 +99,7 @@ def test_clip_step_with_openclip(tool, tmp_path, capsys) -> None:
     assert "| optimizer |" in stdout and "teacher" not in stdout
 
 
+@pytest.mark.slow
 def test_cosmos_step_has_teacher_and_ema(tool, tmp_path) -> None:
     report = _run_step(tool, tmp_path, COSMOS_CONFIG, COSMOS_TINY)
     (ours,) = report["results"]

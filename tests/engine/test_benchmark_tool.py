@@ -7,10 +7,13 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers import REPO
 BENCHMARK = os.path.join(REPO, "tools", "benchmark.py")
 
 
+@pytest.mark.slow
 def test_towers_smoke_on_cpu(tmp_path) -> None:
     out_json = tmp_path / "bench.json"
     env = dict(os.environ, OMP_NUM_THREADS="1")

@@ -40,6 +40,7 @@ def read_wandb_records(path: str):
             yield record
 
 
+@pytest.mark.slow
 def test_offline_run_holds_the_scalars_and_config(tmp_path, synthetic_shards, monkeypatch) -> None:
     pytest.importorskip("wandb", reason="wandb is not installed (pip install 'cosmos-ssl[wandb]')")
     run_dir = tmp_path / "run"
