@@ -78,6 +78,7 @@ def _photo() -> Image.Image:
     return Image.fromarray(pixels)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["ViT-B-16", "ViT-B-32"])
 def test_vitb_presets_load_in_openclip_with_equal_embeddings(arch, tmp_path) -> None:
     torch.manual_seed(0)
@@ -139,6 +140,7 @@ def runs(tmp_path_factory, synthetic_shards):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("encoder,source", [("student", "run"), ("teacher", "checkpoint")])
 def test_trained_tiny_run_exports(encoder, source, runs, tmp_path) -> None:
     run_dir = runs["cosmos"]
@@ -164,6 +166,7 @@ def test_trained_tiny_run_exports(encoder, source, runs, tmp_path) -> None:
     assert config["preprocess_cfg"]["resize_mode"] == "shortest"
 
 
+@pytest.mark.slow
 def test_bad_exports_write_nothing(runs, tmp_path, capsys, monkeypatch) -> None:
     monkeypatch.delenv("COSMOS_TRACEBACK", raising=False)
     out = tmp_path / "out"

@@ -87,6 +87,7 @@ def test_student_starts_as_openclip_teacher_follows_heads_fresh(
     assert heads and all(torch.equal(student[k], fresh.student.state_dict()[k]) for k in heads)
 
 
+@pytest.mark.slow
 def test_mismatching_openclip_file_is_one_line_exit_2(synthetic_shards, tmp_path) -> None:
     wide = tmp_path / "wide.bin"
     torch.save(_openclip_like_config(width=64).state_dict(), wide)

@@ -36,6 +36,7 @@ def cosmos_run(tmp_path_factory, synthetic_shards) -> str:
     return out
 
 
+@pytest.mark.slow
 def test_evaluates_student_and_teacher_like_training_did(cosmos_run) -> None:
     ckpt = os.path.join(cosmos_run, "checkpoints", "model_0000002.pth")
     res = _eval_net(["--config-file", COSMOS_CONFIG, "--checkpoint", ckpt, *TINY])
@@ -50,6 +51,7 @@ def test_evaluates_student_and_teacher_like_training_did(cosmos_run) -> None:
     assert 0 <= results["teacher/segmentation/mIoU"] <= 100
 
 
+@pytest.mark.slow
 def test_encoder_selection_and_errors(cosmos_run, tmp_path) -> None:
     ckpt = os.path.join(cosmos_run, "checkpoints", "model_0000002.pth")
     res = _eval_net(["--config-file", COSMOS_CONFIG, "--checkpoint", ckpt, "--encoders", "teacher",
@@ -72,6 +74,7 @@ def test_encoder_selection_and_errors(cosmos_run, tmp_path) -> None:
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error:")
 
 
+@pytest.mark.slow
 def test_eval_config_brings_the_benchmark_evaluators(cosmos_run, tmp_path) -> None:
     """The paper benchmarks config plugs into eval_net; a missing data set is one clear line."""
     ckpt = os.path.join(cosmos_run, "checkpoints", "model_0000002.pth")
@@ -96,6 +99,7 @@ def test_benchmark_config_names_registered_evaluators() -> None:
     assert len(cfg.evaluation) == 12
 
 
+@pytest.mark.slow
 def test_openclip_export_evaluates_like_the_run(cosmos_run, tmp_path) -> None:
     """A run's student exported to OpenCLIP and evaluated with --model openclip:DIR gives the
     numbers the run's own evaluation gave its student (same weights, same evaluators)."""
@@ -113,6 +117,7 @@ def test_openclip_export_evaluates_like_the_run(cosmos_run, tmp_path) -> None:
     assert {k[len("openclip/"):]: v for k, v in results.items() if k != "iter"} == student
 
 
+@pytest.mark.slow
 def test_official_checkpoint_evaluates_student_and_teacher(tmp_path) -> None:
     import torch
 

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -36,6 +37,7 @@ def test_cosine_loss_values() -> None:
     assert abs(float(cls()(x, x, orth, orth, torch.tensor(1.0))) - 1.0) < 1e-7
 
 
+@pytest.mark.slow
 def test_project_trains_from_the_stock_entry_point(tmp_path, synthetic_shards) -> None:
     out = tmp_path / "run"
     tiny = [f"train.output_dir={out}", "train.max_iter=2", "train.eval_period=0",

@@ -67,6 +67,7 @@ def run_copy(finished_run, tmp_path) -> str:
     ("train.max_iter=2.5", "'train.max_iter' takes an int, got a number 2.5"),
     ("optimizer.betas=[0.9]", "'optimizer.betas' takes a list of 2 (a number, a number)"),
 ])
+@pytest.mark.slow
 def test_wrong_type_changes_nothing(run_copy, synthetic_shards, override, message) -> None:
     before = _hashes(run_copy, skip=())
     line = _one_line(run_train(_args(run_copy, synthetic_shards, 2, override)))
@@ -74,6 +75,7 @@ def test_wrong_type_changes_nothing(run_copy, synthetic_shards, override, messag
     assert _hashes(run_copy, skip=()) == before  # not even log.txt: refused before any write
 
 
+@pytest.mark.slow
 def test_unknown_component_keeps_the_runs_config(run_copy, synthetic_shards) -> None:
     before = _hashes(run_copy)
     line = _one_line(run_train(_args(run_copy, synthetic_shards, 4,
@@ -83,6 +85,7 @@ def test_unknown_component_keeps_the_runs_config(run_copy, synthetic_shards) -> 
     assert not os.path.exists(os.path.join(run_copy, "config.yaml.1"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["torch", "oserror"])
 def test_disk_full_during_a_save(tmp_path, synthetic_shards, kind) -> None:
     out = str(tmp_path / "run")
@@ -110,6 +113,7 @@ def test_eval_only_without_checkpoint_refuses(tmp_path, synthetic_shards) -> Non
     assert _hashes(str(out)) == before and not (out / "eval").exists()
 
 
+@pytest.mark.slow
 def test_eval_only_of_initial_weights_on_request(tmp_path, synthetic_shards) -> None:
     out = str(tmp_path / "run")
     res = run_train(["--eval-only", "--checkpoint", "init"] + _args(out, synthetic_shards))
@@ -119,6 +123,7 @@ def test_eval_only_of_initial_weights_on_request(tmp_path, synthetic_shards) -> 
     assert results["iter"] == 0 and not os.path.exists(os.path.join(out, "eval", "results.json"))
 
 
+@pytest.mark.slow
 def test_eval_only_names_its_checkpoint_and_keeps_training_results(run_copy,
                                                                   synthetic_shards) -> None:
     before = _hashes(run_copy)
@@ -134,6 +139,7 @@ def test_eval_only_names_its_checkpoint_and_keeps_training_results(run_copy,
     assert json.load(open(os.path.join(run_copy, "eval", "results_0000002.json")))["iter"] == 2
 
 
+@pytest.mark.slow
 def test_nan_stop_saves_the_last_good_step(tmp_path, synthetic_shards) -> None:
     out = str(tmp_path / "run")
     res = run_train(_args(out, synthetic_shards, 5, "train.checkpoint_period=10",
@@ -148,6 +154,7 @@ def test_nan_stop_saves_the_last_good_step(tmp_path, synthetic_shards) -> None:
     assert [x.split("step ")[1].split("/")[0] for x in progress] == ["1", "2"]  # no "step 3"
 
 
+@pytest.mark.slow
 def test_nan_found_at_a_later_sync_step_saves_nothing(tmp_path, synthetic_shards) -> None:
     """With train.log_period=4 the guard reads its device record at step 4 only: the weights
     after the bad step 2 are not finite, so nothing is saved and the line says so."""
@@ -162,6 +169,7 @@ def test_nan_found_at_a_later_sync_step_saves_nothing(tmp_path, synthetic_shards
     assert not os.listdir(os.path.join(out, "checkpoints"))
 
 
+@pytest.mark.slow
 def test_nan_at_the_first_step_says_nothing_was_saved(tmp_path, synthetic_shards) -> None:
     out = str(tmp_path / "run")
     line = _one_line(run_train(_args(out, synthetic_shards, 3, "train.hooks=[{_target_: "
@@ -170,6 +178,7 @@ def test_nan_at_the_first_step_says_nothing_was_saved(tmp_path, synthetic_shards
     assert not os.listdir(os.path.join(out, "checkpoints"))
 
 
+@pytest.mark.slow
 def test_pickled_checkpoint_refusal_keeps_torchs_reason(tmp_path, synthetic_shards) -> None:
     evil = tmp_path / "evil.pth"
     torch.save({"model": {}, "extra": socket.getfqdn}, evil)  # a pickled function reference
@@ -185,6 +194,7 @@ def test_pickled_checkpoint_refusal_keeps_torchs_reason(tmp_path, synthetic_shar
 # one writer per run directory
 
 
+@pytest.mark.slow
 def test_second_writer_is_refused_while_the_first_holds_the_lock(run_copy,
                                                                  synthetic_shards) -> None:
     holder = RunLock(run_copy)
@@ -202,6 +212,7 @@ def test_second_writer_is_refused_while_the_first_holds_the_lock(run_copy,
     assert "resumed at step 2" in res.stdout
 
 
+@pytest.mark.slow
 def test_a_killed_holder_does_not_keep_the_directory(run_copy, synthetic_shards) -> None:
     """The first writer is kill -9'ed holding the lock: its file still names it, its flock is
     gone with it; the next run takes over."""

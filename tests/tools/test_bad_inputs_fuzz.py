@@ -132,6 +132,7 @@ def test_fuzzed_overrides_give_one_line_or_a_clean_run(tmp_path, synthetic_shard
     assert outcomes.count("refused") >= 50 and outcomes.count("ran") >= 5, outcomes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", [0, 1, 2])
 def test_fuzzed_overrides_through_the_real_cli(tmp_path, synthetic_shards, index) -> None:
     cfg = load_config(DEMO_CONFIG, tiny_overrides(str(tmp_path), synthetic_shards, 1))

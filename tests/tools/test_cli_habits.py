@@ -94,6 +94,7 @@ def _checkpoints(run_dir) -> list:
         os.path.join(run_dir, "checkpoints")) else []
 
 
+@pytest.mark.slow
 def test_resume_semantics(tmp_path, synthetic_shards) -> None:
     """Auto-resume stays the default; ``--resume`` requires a checkpoint (``--resume key=value``
     keeps the override); ``--resume PATH`` starts from another run's checkpoint;

@@ -21,6 +21,7 @@ def _run(args, timeout=600):
                           text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_demo_trains_both_and_compares(tmp_path, synthetic_shards) -> None:
     out = tmp_path / "demo"
     res = _run(["tools/demo.py", "--out", str(out), "--steps", "1", "--batch-size", "2",
@@ -83,6 +84,7 @@ def test_demo_without_shards_says_how_to_make_them(tmp_path) -> None:
     assert "none of the 2 shards exists" in res.stdout + res.stderr
 
 
+@pytest.mark.slow
 def test_loader_benchmark_smoke(tmp_path, synthetic_shards) -> None:
     out_json = tmp_path / "loader.json"
     res = _run(["tools/benchmark_loader.py", "--shards", synthetic_shards, "--workers", "0",

@@ -20,6 +20,7 @@ from tests.helpers import REPO
 
 DOC = os.path.join(REPO, "docs", "own_data.md")
 NUM_TRAIN, NUM_HOLDOUT = 24, 8
+pytestmark = pytest.mark.slow  # the page's commands make shards and train
 
 
 def _blocks() -> List[str]:

@@ -183,6 +183,7 @@ def test_fallback_weights_are_the_last_blocks_own() -> None:
 
 
 # ----------------------------------------------------------------------------- end to end
+@pytest.mark.slow
 def test_api_on_student_and_teacher_and_exported_encoder(runs, tmp_path) -> None:
     model, cfg = load_for_visualization(_ckpt(runs["cosmos"]))  # config.yaml of the run
     assert cfg is not None and not model.training
@@ -201,6 +202,7 @@ def test_api_on_student_and_teacher_and_exported_encoder(runs, tmp_path) -> None
     _check_weights(result, CAPTION)
 
 
+@pytest.mark.slow
 def test_clip_run_falls_back_to_last_layer_attention(runs, tmp_path, capsys) -> None:
     out = tmp_path / "clip"
     code, stdout, stderr = _run_in_process(
@@ -232,6 +234,7 @@ def test_official_checkpoint(tmp_path) -> None:
     assert [w["word"] for w in result["words"]] == ["a", "red", "circle"]
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_one_line_errors(runs, tmp_path, capsys) -> None:
     ckpt, image = _ckpt(runs["cosmos"]), runs["image"]
     cases = [
@@ -253,6 +256,7 @@ def test_bad_inputs_are_one_line_errors(runs, tmp_path, capsys) -> None:
     assert code == 2 and "unknown encoder 'teacher'" in stderr
 
 
+@pytest.mark.slow
 def test_tool_on_a_cosmos_training_checkpoint(runs) -> None:
     """The command line, started by the fixture: --heads all on the training checkpoint."""
     stdout, stderr = runs["cli"].communicate(timeout=300)

@@ -97,6 +97,7 @@ def test_read_metrics_skips_torn_lines_merges_steps_and_drops_rerun_steps(tmp_pa
         plot_curves(str(tmp_path / "empty"))
 
 
+@pytest.mark.slow
 def test_curve_data_is_the_runs_metrics_plus_the_final_evaluation(cosmos_run) -> None:
     rows = _jsonl_rows(cosmos_run)
     expected = {}
@@ -117,6 +118,7 @@ def test_curve_data_is_the_runs_metrics_plus_the_final_evaluation(cosmos_run) ->
 
 
 # -------------------------------------------------------------------------------- figures
+@pytest.mark.slow
 def test_plot_curves_writes_each_family_at_its_size(cosmos_run, tmp_path) -> None:
     paths = plot_curves(cosmos_run)
     names = [os.path.basename(p) for p in paths]
@@ -176,6 +178,7 @@ def test_plot_curves_tool(tmp_path, capsys) -> None:
 
 
 # ---------------------------------------------------------------------------- TensorBoard
+@pytest.mark.slow
 def test_tensorboard_has_every_metrics_scalar_at_the_same_steps(cosmos_run) -> None:
     tb = _tensorboard_scalars(cosmos_run)
     series = read_metrics(os.path.join(cosmos_run, "metrics.jsonl"))
@@ -187,6 +190,7 @@ def test_tensorboard_has_every_metrics_scalar_at_the_same_steps(cosmos_run) -> N
         assert [logged[s] for s in steps] == pytest.approx(values, rel=1e-6, abs=1e-6), key
 
 
+@pytest.mark.slow
 def test_metrics_jsonl_has_every_tensorboard_scalar(cosmos_run) -> None:
     series = read_metrics(os.path.join(cosmos_run, "metrics.jsonl"))
     for key, points in _tensorboard_scalars(cosmos_run).items():
