@@ -9,7 +9,7 @@ DEMO_DIR ?= runs/demo
 SHARD_DIR := datasets/synthetic_scenes
 SHARD_INDEX := $(SHARD_DIR)/train-index.json
 
-.PHONY: install shards demo test clean-demo
+.PHONY: install shards demo test test-fast clean-demo
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ demo: $(STAMP) $(SHARD_INDEX)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -rs -p no:cacheprovider tests
+
+# The quick subset (a few minutes on 2 cores): no multi-step or CLI training runs, no multi-process
+# or SLURM tests (markers in setup.cfg).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -rs -p no:cacheprovider -m "not slow and not distributed and not slurm" tests
 
 clean-demo:
 	rm -rf $(DEMO_DIR)

@@ -13,8 +13,8 @@ is one batched matrix product with dense weight matrices built as PIL's ``precom
 its coefficients (bicubic a = −0.5, support 2 × the downscale factor, taps clipped at the crop's
 edges, normalised to sum 1, quantised to 22 fractional bits), in float64, so that every product
 and sum is exact and the rounding is PIL's ``(sum + 2²¹) >> 22``. A flip reverses the rows of
-the horizontal weights. Pixels equal PIL's for integer boxes (tests/test_device_resize.py); the
-canvas padding is never read (weights are zero there).
+the horizontal weights. Pixels equal PIL's for integer boxes (tests/data/test_device_resize.py);
+the canvas padding is never read (weights are zero there).
 """
 from __future__ import annotations
 

@@ -6,7 +6,8 @@ parameter per sample; this step applies colour jitter, grayscale, Gaussian blur,
 the normalisation to the whole batch as tensor ops. Each op reproduces the PIL operation that
 torchvision applies to PIL images in the per-sample pipeline, on integer-valued float images
 (0…255) rounded as PIL rounds, so the result equals the per-sample path up to float rounding of
-the last bit before a floor (measured: tests/test_augment_statistics.py). Ops on (N, 3, H, W):
+the last bit before a floor (measured: tests/data/test_augment_statistics.py).
+Ops on (N, 3, H, W):
 
 * brightness / contrast / saturation: ``ImageEnhance`` = ``Image.blend(degenerate, x, f)``,
   truncated and clipped to 0…255; contrast's degenerate is the rounded mean of the L image,
