@@ -9,7 +9,7 @@ DEMO_DIR ?= runs/demo
 SHARD_DIR := datasets/synthetic_scenes
 SHARD_INDEX := $(SHARD_DIR)/train-index.json
 
-.PHONY: install shards demo test test-fast clean-demo
+.PHONY: install shards demo lint test test-fast clean-demo
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,11 @@ shards: $(SHARD_INDEX)
 demo: $(STAMP) $(SHARD_INDEX)
 	$(PY) tools/demo.py --out $(DEMO_DIR)
 
-test: $(STAMP)
+# Style first (pyflakes + pycodestyle, 100 columns; setup.cfg [flake8]), then the whole suite.
+lint: $(STAMP)
+	$(PY) -m flake8 cosmos tools tests projects configs
+
+test: $(STAMP) lint
 	$(PY) -m pytest -q -rs -p no:cacheprovider tests
 
 # The quick subset (a few minutes on 2 cores): no multi-step or CLI training runs, no multi-process

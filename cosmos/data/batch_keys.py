@@ -10,7 +10,7 @@ consume the uint8 keys and write ``global_crops`` / ``local_crops``) and meta-ar
 (``meta_archs.*``).
 
 The table is :data:`BATCH_KEYS` (rendered by :func:`markdown_table` in docs/architecture.md);
-:func:`batch_problems` checks a batch against it (``tests/test_interfaces.py`` runs every
+:func:`batch_problems` checks a batch against it (``tests/package/test_interfaces.py`` runs every
 registered crop policy through it). A new policy that writes a new key adds a row here.
 """
 from __future__ import annotations

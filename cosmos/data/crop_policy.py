@@ -12,7 +12,7 @@ The loaders (``cosmos/data/loader.py``, ``cosmos/data/shards.py``) make one samp
 
 and the trainer runs ``dataloader.augment(batch, device)`` (a ``BATCH_AUGMENTS`` entry, or
 None) on each batch before the meta-architecture. The keys a policy may write, with shapes and
-dtypes, are the table in :mod:`cosmos.data.batch_keys`. ``tests/test_interfaces.py`` checks
+dtypes, are the table in :mod:`cosmos.data.batch_keys`. ``tests/package/test_interfaces.py`` checks
 every registered policy against this contract.
 
 Image crop policy (``IMAGE_CROPS``, :class:`ImageCropPolicy`):

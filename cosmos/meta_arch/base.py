@@ -3,7 +3,7 @@
 A meta-architecture is an ``nn.Module`` registered in ``META_ARCHS`` that turns a batch dict
 (keys: :mod:`cosmos.data.batch_keys`) into named scalar loss terms. The generic trainer
 (``cosmos/engine/trainer.py``) knows nothing else about it; everything it and the hooks read is
-written down here. ``tests/test_interfaces.py`` checks every registered meta-architecture
+written down here. ``tests/package/test_interfaces.py`` checks every registered meta-architecture
 against these protocols with a tiny forward pass.
 
 Required (:class:`MetaArchitecture`):

@@ -92,7 +92,7 @@ def test_every_registered_component_is_checked() -> None:
                             (TEXT_CROPS, TINY_TEXT_CROPS), (META_ARCHS, TINY_META_ARCHS)):
         missing = sorted(set(registry.names()) - set(table))
         assert not missing, (f"{registry.name} {missing} are registered but not checked: add "
-                             "tiny arguments to tests/test_interfaces.py")
+                             "tiny arguments to tests/package/test_interfaces.py")
 
 
 def test_batch_key_table_is_the_one_in_the_docs() -> None:

@@ -16,7 +16,9 @@ from cosmos.engine.defaults import build_batch_augment, build_step_hooks, load_m
 from cosmos.engine.trainer import move_to_device
 from cosmos.utils.errors import CheckpointError, ConfigError
 from tests.helpers import REPO, run_train
-from tests.test_configs import point_at_test_shards, shrink
+from tests.config.test_configs import point_at_test_shards, shrink
+
+pytestmark = pytest.mark.slow
 
 ABLATIONS = sorted(glob.glob(os.path.join(REPO, "configs", "ablations", "*.py")))
 FULL = os.path.join(REPO, "configs", "cosmos", "cosmos_tiny_synthetic.py")
@@ -44,6 +46,7 @@ def _built(path: str, urls: str, *overrides: str):
     return cfg, instantiate(cfg.model)
 
 
+@pytest.mark.distributed
 @pytest.mark.parametrize("path", ABLATIONS, ids=_name)
 def test_ablation_trains_three_steps_under_ddp(path, tmp_path, synthetic_shards) -> None:
     """The issue's report: the flag ablations died at step 2 under DDP (unused parameters)."""

@@ -9,8 +9,8 @@ import pytest
 
 from cosmos.utils.errors import CosmosError
 from cosmos.visualization.curves import compare_eval, mean_std_series, seed_group
+from tests.helpers import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run(root, name, evals):
@@ -52,6 +52,7 @@ def test_compare_eval_writes_a_figure_and_rejects_no_match(tmp_path):
         compare_eval({"config=x": runs}, ["teacher/*"], str(tmp_path / "d.png"))
 
 
+@pytest.mark.slow
 def test_plot_curves_cli_groups_seeds(tmp_path):
     runs = [_run(tmp_path, f"config=a,seed={s}", {10: {"student/hn/mean": float(s)}})
             for s in range(2)]

@@ -105,6 +105,7 @@ def test_views_depend_on_the_passed_rng_only() -> None:
         module.CenterBiasMultiCrop(global_scale=(0.5, 0.2))
 
 
+@pytest.mark.slow
 def test_project_trains_from_the_stock_entry_point(tmp_path, synthetic_shards) -> None:
     out = tmp_path / "run"
     tiny = [f"train.output_dir={out}", "train.max_iter=2", "train.eval_period=0",

@@ -70,6 +70,7 @@ def test_patch_size_must_be_a_power_of_two() -> None:
         backbone.ConvStemViT(image_size=36, patch_size=12, width=32, layers=1, heads=2)
 
 
+@pytest.mark.slow
 def test_project_trains_from_the_stock_entry_point(tmp_path, synthetic_shards) -> None:
     out = tmp_path / "run"
     tiny = [f"train.output_dir={out}", "train.max_iter=2", "train.eval_period=0",

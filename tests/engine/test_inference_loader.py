@@ -21,6 +21,8 @@ TINY = ["model.student.encoder.visual.width=32", "model.student.encoder.visual.l
         "model.student.encoder.visual.image_size=32", "model.student.encoder.text.width=32",
         "model.student.encoder.text.layers=1"]
 
+pytestmark = pytest.mark.slow  # a module fixture trains a tiny run
+
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
