@@ -288,6 +288,8 @@ def collect(sweep_dir: str, runs: Sequence[SweepRun],
         text += (f"\n\n## Mean ± std over {', '.join(seeds)} (sample std, n - 1; "
                  f"done runs only)\n\n" + _markdown(mean_header, mean_rows))
         _write_csv(os.path.join(sweep_dir, "sweep_mean.csv"), *numbers)
+        if columns and any(run.metrics for run in runs):
+            plot_mean(os.path.join(sweep_dir, "sweep_mean.png"), *numbers, columns)
     atomic_write_text(os.path.join(sweep_dir, "sweep.md"),
                       f"# Sweep {os.path.basename(sweep_dir)}\n\n{text}\n")
     _write_csv(os.path.join(sweep_dir, "sweep.csv"), header, rows)
@@ -381,6 +383,54 @@ def plot(path: str, runs: Sequence[SweepRun], columns: Sequence[str], max_panels
     legend = "\n".join(f"{i + 1}: {n}" for i, n in enumerate(names))
     fig.text(0.01, 0.0, legend, fontsize=7, va="bottom", family="monospace")
     fig.tight_layout(rect=(0, 0.04 + 0.03 * len(runs), 1, 1))
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _group_label(values: Sequence[str]) -> str:
+    """A group's axis values, config files shortened to their names."""
+    return ", ".join(os.path.splitext(os.path.basename(v))[0] if v.endswith(".py") else v
+                     for v in values) or "all"
+
+
+def plot_mean(path: str, csv_header: Sequence[str], csv_rows: Sequence[Sequence],
+              columns: Sequence[str], max_panels: int = 16) -> None:
+    """One horizontal-bar panel per metric (up to ``max_panels``), one bar per group of runs
+    that differ only in their seed: the mean, with the sample std as an error bar."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    num_keys = csv_header.index("done")
+    labels = [_group_label([str(v) for v in row[:num_keys]]) for row in csv_rows]
+    columns = list(columns)[:max_panels]
+    cols = min(4, len(columns))
+    rows = (len(columns) + cols - 1) // cols
+    height = 0.6 + 0.22 * len(labels)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, height * rows + 0.3), squeeze=False,
+                             sharey=True)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, column in zip(axes.flat, columns):
+        mean_at, std_at = csv_header.index(f"{column} mean"), csv_header.index(f"{column} std")
+        means = [float(r[mean_at]) if r[mean_at] != "" else float("nan") for r in csv_rows]
+        stds = [float(r[std_at]) if r[std_at] != "" else 0.0 for r in csv_rows]
+        ax.barh(range(len(labels)), means, xerr=stds, capsize=2,
+                color=[colours[i % len(colours)] for i in range(len(labels))])
+        for y, (m, sd) in enumerate(zip(means, stds)):
+            if not math.isnan(m):
+                ax.text(m + sd, y, f" {m:.3g}±{sd:.2g}", va="center", fontsize=6)
+        ax.set_title(column, fontsize=8)
+        ax.set_yticks(range(len(labels)))
+        ax.set_yticklabels(labels, fontsize=7)
+        ax.invert_yaxis()
+        ax.tick_params(axis="x", labelsize=7)
+        ax.margins(x=0.25)
+    for ax in list(axes.flat)[len(columns):]:
+        ax.axis("off")
+    fig.suptitle("mean ± std over seeds", fontsize=9)
+    fig.tight_layout()
     tmp = path + ".tmp.png"
     fig.savefig(tmp, dpi=110)
     plt.close(fig)

@@ -112,6 +112,9 @@ def test_failed_runs_keep_their_reason_and_seeds_give_mean_and_std(tmp_path) -> 
                                                                    ("cfg/b.py", "1", "2")]
     assert float(rows[0]["student/x/top1 mean"]) == 2.0
     assert float(rows[0]["student/x/top1 std"]) == 1.0 and rows[1]["student/x/top1 std"] == ""
+    with open(tmp_path / "sweep_mean.png", "rb") as f:  # the seed groups as bars ± std
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert S._group_label(["cfg/a.py", "1e-3"]) == "a, 1e-3"
     squares = (1 - 7 / 3) ** 2 + (2 - 7 / 3) ** 2 + (4 - 7 / 3) ** 2
     assert S.mean_std([1.0, 2.0, 4.0]) == pytest.approx((7 / 3, (squares / 2) ** 0.5))
     # without a varying seed there is no mean table
