@@ -1,5 +1,8 @@
 # The demo's baseline: a small CLIP trained on CPU on the synthetic-scene shards (`make demo`
 # trains it beside COSMOS with the same steps and batch; `make shards` writes the shards).
+# It trains on the whole long caption, the text its evaluators show it; the paper-scale CLIP
+# configs (and configs/ablations/clip_sampled_captions.py) sample 1-5 sentences per step like a
+# COSMOS global caption, which costs most of the whole-caption R@1 (docs/experiments.md).
 from ..common.data.synthetic_shards import dataloader, evaluation
 from ..common.models.clip import model
 from ..common.optim import AdamW as optimizer
