@@ -37,8 +37,10 @@ def tiny_overrides(output_dir: str, urls: str, max_iter: int = 2) -> List[str]:
         "dataloader.train.batch_size=4", "dataloader.train.num_workers=0",
         "dataloader.train.image_transform.size=32", "dataloader.train.tokenizer.context_length=32",
         "evaluation.synthetic.dataset.num_samples=8", "evaluation.synthetic.dataset.image_size=32",
-        "evaluation.synthetic.transform.size=32", "evaluation.synthetic.tokenizer.context_length=32",
-        "evaluation.segmentation.dataset.num_samples=4", "evaluation.segmentation.dataset.image_size=32",
+        "evaluation.synthetic.transform.size=32",
+        "evaluation.synthetic.tokenizer.context_length=32",
+        "evaluation.segmentation.dataset.num_samples=4",
+        "evaluation.segmentation.dataset.image_size=32",
         "evaluation.segmentation.tokenizer.context_length=32",
         "lr_multiplier.warmup_steps=1",
     ]
@@ -136,8 +138,9 @@ class DiskFullAtSave(HookBase):
                 f.write(b"PK\x03\x04 first bytes")
                 if hook.kind == "oserror":
                     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter "
-                                   "failed writing file data/3: file write failed")
+                raise RuntimeError("[enforce fail at inline_container.cc:672] . "
+                                   "PytorchStreamWriter failed writing file data/3: "
+                                   "file write failed")
             return real_save(obj, f, *args, **kwargs)
 
         ckpt.torch = _TorchWithSave(ckpt.torch, full_disk_save)

@@ -1,4 +1,5 @@
-"""Official COSMOS checkpoints: key layout, student/teacher loading with `module.` prefixes, export."""
+"""Official COSMOS checkpoints: key layout, student/teacher loading with `module.` prefixes,
+export."""
 from __future__ import annotations
 
 import pytest
@@ -20,7 +21,7 @@ OFFICIAL_EXTRA_KEYS = {
 
 def test_vitb16_student_matches_official_counts_and_keys() -> None:
     student = build_cosmos_student("ViT-B-16")
-    assert sum(p.numel() for p in student.parameters()) == 152_382_466  # reference §1.7
+    assert sum(p.numel() for p in student.parameters()) == 152_382_466  # official ViT-B-16 COSMOS
     sd = to_official_cosmos(student)
     assert len(sd) == 323 and OFFICIAL_EXTRA_KEYS <= set(sd)
     assert sd["visual.attn_cross_pool.attn.in_proj_weight"].shape == (1536, 512)
@@ -50,6 +51,7 @@ def test_round_trip_through_an_official_style_file(tmp_path) -> None:
                        ckpt["student"]["module.visual.attn_cross_pool.ln_q.weight"])
     images, tokens = torch.randn(2, 3, 32, 32), torch.tensor([[49406, 5, 49407] + [0] * 74] * 2)
     assert torch.allclose(s2.encoder.encode_image(images), student.encoder.encode_image(images))
+    assert torch.allclose(s2.encoder.encode_text(tokens), student.encoder.encode_text(tokens))
     assert set(export_openclip(t2)) == {k for k in to_official_cosmos(teacher)
                                         if k not in OFFICIAL_EXTRA_KEYS}
 
@@ -64,4 +66,5 @@ def test_bad_checkpoints_give_one_line_errors() -> None:
     broken = to_official_cosmos(student)
     del broken["text_token_mapping.bias"]
     with pytest.raises(CheckpointError, match="text_token_mapping.bias"):
-        from_official_cosmos({"student": broken, "teacher": to_official_cosmos(teacher)}, arch="tiny-16")
+        from_official_cosmos({"student": broken, "teacher": to_official_cosmos(teacher)},
+                             arch="tiny-16")

@@ -247,7 +247,7 @@ def test_override_of_the_wrong_type_is_refused(override: str, message: str) -> N
 def test_override_checked_against_the_targets_signature() -> None:
     """Keys of a ``_target_`` node follow the target's annotations (AdamW: lr is a float)."""
     cfg = OmegaConf.create({"opt": {"_target_": "torch.optim.AdamW", "params": None, "lr": 0.1,
-                                     "betas": [0.9, 0.99], "amsgrad": False}})
+                                    "betas": [0.9, 0.99], "amsgrad": False}})
     LazyConfig.apply_overrides(cfg, ["opt.lr=1", "opt.betas=[0.8, 0.9]", "opt.amsgrad=true"])
     assert cfg.opt.lr == 1 and list(cfg.opt.betas) == [0.8, 0.9] and cfg.opt.amsgrad is True
     for override, message in [("opt.lr=abc", "'opt.lr' takes a number, got a string 'abc'"),
@@ -262,7 +262,7 @@ def test_check_types_names_the_key_and_the_target() -> None:
     from cosmos.config.typecheck import check_types
 
     cfg = OmegaConf.create({"opt": {"_target_": "torch.optim.SGD", "params": None,
-                                     "lr": "fast"}})
+                                    "lr": "fast"}})
     with pytest.raises(ConfigError) as err:
         check_types(cfg)
     assert str(err.value).startswith("opt.lr: SGD() expects a number")

@@ -1,5 +1,6 @@
-"""The paper configs carry the official hyper-parameters (reference §5), and each tiny twin keeps
-the recipe while changing only sizes, data location and run length."""
+"""The paper configs carry the official hyper-parameters (the official ``src/train_*.sh`` and
+``src/training/params.py``), and each tiny twin keeps the recipe while changing only sizes, data
+location and run length."""
 from __future__ import annotations
 
 import os
@@ -53,22 +54,27 @@ def test_paper_config_has_official_values(arch, data, monkeypatch) -> None:
     assert cfg.ema.momentum.momentum == momentum and cfg.ema.before_optimizer_step is False
     assert (cfg.train.max_iter, cfg.train.checkpoint_period) == (total, per_epoch)
     assert total == 32 * per_epoch
-    assert (cfg.optimizer.lr, tuple(cfg.optimizer.betas), cfg.optimizer.eps) == (5e-4, (0.9, 0.98), 1e-8)
+    adamw = (cfg.optimizer.lr, tuple(cfg.optimizer.betas), cfg.optimizer.eps)
+    assert adamw == (5e-4, (0.9, 0.98), 1e-8)
     assert cfg.optimizer.params.weight_decay == 0.5 and cfg.lr_multiplier.warmup_steps == 2000
     assert cfg.train.grad_clip is None and cfg.train.amp.dtype == "fp16"
     views = cfg.dataloader.train.image_transform
-    assert (views.global_size, views.local_size, views.num_global, views.num_local) == (224, 96, 2, 6)
+    sizes = (views.global_size, views.local_size, views.num_global, views.num_local)
+    assert sizes == (224, 96, 2, 6)
     assert tuple(views.global_scale) == (0.4, 1.0) and tuple(views.local_scale) == (0.05, 0.4)
     assert cfg.dataloader.train.text_transform.num_captions == 8
     visual = cfg.model.student.encoder.visual
-    assert (visual.width, visual.layers, visual.patch_size) == (768, 12, 16 if arch == "vitb16" else 32)
+    patch = 16 if arch == "vitb16" else 32
+    assert (visual.width, visual.layers, visual.patch_size) == (768, 12, patch)
     assert cfg.model.mask_text_padding is False  # official: padding positions are keys
     from cosmos.data.shards import expand_urls
     sources = expand_urls(cfg.dataloader.train.urls)  # resolves ${oc.env:COSMOS_DATA}
     assert sources[0][0] == first and sum(map(len, sources)) == count
     assert len(sources) == (3 if data == "merged30m" else 1)
     crop = cfg.dataloader.train.text_transform._target_
-    assert crop == ("text_crops.pixelprose_textcrop" if data == "pixelprose" else "text_crops.cosmos_textcrop")
+    expected = ("text_crops.pixelprose_textcrop" if data == "pixelprose"
+                else "text_crops.cosmos_textcrop")
+    assert crop == expected
 
 
 @pytest.mark.parametrize("arch,data", CASES)
@@ -77,6 +83,8 @@ def test_tiny_twin_keeps_the_recipe(arch, data) -> None:
     assert _recipe(twin) == _recipe(paper)
     assert twin.dataloader.train.urls.count("::") == paper.dataloader.train.urls.count("::")
     assert "synthetic_scenes" in twin.dataloader.train.urls
-    ratio = paper.model.student.encoder.visual.patch_size / twin.model.student.encoder.visual.patch_size
+    paper_visual = paper.model.student.encoder.visual
+    twin_visual = twin.model.student.encoder.visual
+    ratio = paper_visual.patch_size / twin_visual.patch_size
     assert ratio == 2.0  # 16 → 8 px and 32 → 16 px: B/32's patch stays twice B/16's
-    assert twin.model.student.encoder.visual.image_size == twin.dataloader.train.image_transform.global_size
+    assert twin_visual.image_size == twin.dataloader.train.image_transform.global_size

@@ -225,7 +225,7 @@ def test_unavailable_device_falls_back_to_cpu_with_one_line(caplog) -> None:
         pytest.skip("CUDA is available here: no fallback to test")
     step = DinoPhotometric(device="cuda")
     sample = FastMultiCrop(global_size=16, local_size=8)(Image.new("RGB", (30, 20)),
-                                                          random.Random(1))
+                                                         random.Random(1))
     with caplog.at_level(logging.WARNING):
         out = [step(collate([sample]), "cpu") for _ in range(3)]
     lines = [r for r in caplog.records if "not available" in r.getMessage()]

@@ -54,7 +54,8 @@ def test_crop_policies() -> None:
 
 def _loader(workers: int = 0) -> ResumableLoader:
     return ResumableLoader(SyntheticScenes(num_samples=10, image_size=32), SingleCrop(size=32),
-                           FullCaption(), ClipTokenizer(32), batch_size=4, num_workers=workers, seed=3)
+                           FullCaption(), ClipTokenizer(32), batch_size=4, num_workers=workers,
+                           seed=3)
 
 
 def _take(loader, n):

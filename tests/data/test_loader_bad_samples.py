@@ -1,4 +1,5 @@
-"""The map-style loader replaces bad items deterministically, counts them, and aborts past a limit."""
+"""The map-style loader replaces bad items deterministically, counts them, and aborts past a
+limit."""
 from __future__ import annotations
 
 import pytest

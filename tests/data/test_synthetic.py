@@ -197,7 +197,7 @@ def test_a_changed_attribute_changes_only_its_words() -> None:
         "The background is a striped olive surface."]
     with pytest.raises(ValueError, match="wording index 5"):
         long_caption(objects, background, dict(wording, background={"pattern": 0,
-                                                                     "template": 5}))
+                                                                    "template": 5}))
 
 
 def test_instances_match_the_mask_and_the_objects(dataset: SyntheticScenes) -> None:

@@ -63,7 +63,8 @@ def test_ablation_trains_three_steps_under_ddp(path, tmp_path, synthetic_shards)
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.count("step 3/3") == 1, res.stdout[-2000:]
     ckpt = load_checkpoint(str(run / "checkpoints" / "model_0000003.pth"))
-    assert ckpt["meta"]["meta_arch"] == type(instantiate(cfg.model)).__name__
+    meta_arch = type(instantiate(cfg.model)).__name__
+    assert ckpt["meta"]["meta_arch"] == meta_arch
     if no_distillation:
         assert ckpt["meta"] == {"meta_arch": "COSMOS", "cross_attention": False,
                                 "distillation": False, "teacher": False}

@@ -50,7 +50,8 @@ def test_env_prefers_torchrun_then_slurm() -> None:
     env = detect_env({**slurm, **torchrun})
     assert (env.rank, env.world_size, env.master_port, env.source) == (1, 2, 1234, "torchrun")
     assert detect_env({}) == DistEnv()
-    assert not detect_env({"SLURM_PROCID": "0", "SLURM_NTASKS": "1", "SLURM_JOB_ID": "1"}).distributed
+    single_task = {"SLURM_PROCID": "0", "SLURM_NTASKS": "1", "SLURM_JOB_ID": "1"}
+    assert not detect_env(single_task).distributed
 
 
 # -- one DDP step == one step on the combined batch ---------------------------------------------
@@ -141,7 +142,8 @@ def _metrics(run_dir) -> list:
 
 @pytest.mark.slow
 @pytest.mark.distributed
-def test_train_net_two_processes_logs_per_rank_and_resumes_at_one(tmp_path, synthetic_shards) -> None:
+def test_train_net_two_processes_logs_per_rank_and_resumes_at_one(tmp_path,
+                                                                  synthetic_shards) -> None:
     run = tmp_path / "run"
     res = run_train(["--num-procs", "2", "--config-file", DEMO_CONFIG,
                      *tiny_overrides(str(run), synthetic_shards, max_iter=3)])
@@ -185,7 +187,10 @@ def test_sigterm_saves_at_step_boundary_and_resume_matches(tmp_path, synthetic_s
     common = ["--config-file", DEMO_CONFIG]
     launch = ["--num-procs", str(procs)] if procs > 1 else []
     slow = "+train.hooks=[{_target_: tests.helpers.SlowSteps, seconds: 0.3}]"
-    ov = lambda d: [*tiny_overrides(str(d), synthetic_shards, steps), "train.checkpoint_period=100"]
+
+    def ov(d):
+        return [*tiny_overrides(str(d), synthetic_shards, steps), "train.checkpoint_period=100"]
+
     res = run_train([*launch, *common, *ov(ref)])
     assert res.returncode == 0, res.stderr[-2000:]
 
@@ -237,7 +242,8 @@ def test_fsdp_run_at_two_processes_resumes_at_one(tmp_path, synthetic_shards) ->
     student = torch.load(run / "student.pth", weights_only=True)
     for key, value in student.items():  # the export is the consolidated (unsharded) weights
         torch.testing.assert_close(value, ckpt["model"]["student.encoder." + key])
-    assert all(isinstance(v, torch.Tensor) and type(v) is torch.Tensor for v in ckpt["model"].values())
+    assert all(isinstance(v, torch.Tensor) and type(v) is torch.Tensor
+               for v in ckpt["model"].values())
     res = run_train(["--config-file", cosmos, *overrides[:-1], "train.max_iter=3",
                      "train.distributed.strategy=fsdp"])
     assert res.returncode == 0, res.stderr[-3000:]

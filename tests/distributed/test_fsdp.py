@@ -186,7 +186,7 @@ def _worker(rank: int, init: str, out: str) -> None:
     model = wrap_fsdp(_clip(seed=5), reshard_after_forward=False)
     optimizer = _optimizer(model)
     set_train_state(model, optimizer, *torch.load(os.path.join(out, "clip_w1.pt"),
-                                                   weights_only=False))
+                                                  weights_only=False))
     save(get_train_state(model, optimizer), "clip_w1_in_w2.pt")
     _step(model, optimizer, _clip_batch(rows))
 

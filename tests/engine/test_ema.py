@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from cosmos.ema import ConstantMomentum, CosineMomentum, ema_update, make_teacher
+from cosmos.ema import ConstantMomentum, ema_update, make_teacher
 from cosmos.engine.ema_hook import EMAHook
 from cosmos.engine import Trainer
 from cosmos.registry import EMA_SCHEDULERS
@@ -18,7 +18,8 @@ def test_teacher_is_frozen_copy() -> None:
     teacher = make_teacher(student)
     assert all(not p.requires_grad for p in teacher.parameters()) and not teacher.training
     assert all(torch.equal(a, b) for a, b in zip(student.parameters(), teacher.parameters()))
-    assert all(a.data_ptr() != b.data_ptr() for a, b in zip(student.parameters(), teacher.parameters()))
+    pairs = zip(student.parameters(), teacher.parameters())
+    assert all(a.data_ptr() != b.data_ptr() for a, b in pairs)
 
 
 def test_ema_update_by_hand() -> None:
@@ -26,7 +27,8 @@ def test_ema_update_by_hand() -> None:
     s = [torch.tensor([3.0, -2.0]), torch.tensor(0.0)]
     ema_update(t, s, 0.9)
     # 0.9·1 + 0.1·3 = 1.2; 0.9·2 + 0.1·(−2) = 1.6; 0.9·4 + 0 = 3.6
-    assert torch.allclose(t[0], torch.tensor([1.2, 1.6])) and torch.allclose(t[1], torch.tensor(3.6))
+    assert torch.allclose(t[0], torch.tensor([1.2, 1.6]))
+    assert torch.allclose(t[1], torch.tensor(3.6))
     ema_update(t, s, 1.0)
     assert torch.allclose(t[0], torch.tensor([1.2, 1.6]))
     ema_update(t, s, 0.0)

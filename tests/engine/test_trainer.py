@@ -53,11 +53,15 @@ def test_hook_order_and_schedule() -> None:
     trainer.register_hooks([ParamSchedule(WarmupCosine(total_steps=3, warmup_steps=2)), rec,
                             LogitScaleClamp(max_scale=100.0)])
     lrs = []
-    trainer.register_hooks([type("LR", (HookBase,), {
-        "after_backward": lambda self: lrs.append(self.trainer.optimizer.param_groups[0]["lr"])})()])
+
+    def record_lr(self):
+        lrs.append(self.trainer.optimizer.param_groups[0]["lr"])
+
+    trainer.register_hooks([type("LR", (HookBase,), {"after_backward": record_lr})()])
     trainer.train()
-    assert rec.calls == [("before", 0), ("backward", 0), ("after", 1), ("before", 1),
-                         ("backward", 1), ("after", 2), ("before", 2), ("backward", 2), ("after", 3)]
+    assert rec.calls == [("before", 0), ("backward", 0), ("after", 1),
+                         ("before", 1), ("backward", 1), ("after", 2),
+                         ("before", 2), ("backward", 2), ("after", 3)]
     assert lrs == [0.05, 0.1, 0.1]  # base 0.1 × warmup (1/2, 2/2) then cosine at its start
     assert float(trainer.model.logit_scale.detach()) == torch.log(torch.tensor(100.0)).item()
     # SGD on ‖w − t‖²: w ← w − lr·2(w − t), three steps

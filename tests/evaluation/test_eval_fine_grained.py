@@ -366,7 +366,7 @@ def test_segmentation_split_on_scenes_with_chosen_predictions() -> None:
     _with_predictions(ev, lambda s: s["mask"].clone())
     perfect = ev(model)
     assert all(perfect[k] == 100.0 for k in ("small/mIoU", "small/pixel_acc", "dominant/mIoU",
-                                               "dominant/pixel_acc", "background/IoU", "mIoU"))
+                                             "dominant/pixel_acc", "background/IoU", "mIoU"))
 
     def small_as_background(s):
         return s["mask"].masked_fill(s["instances"] > 1, 0)

@@ -15,7 +15,8 @@ from tests.helpers import REPO, run_train
 COSMOS_CONFIG = os.path.join(REPO, "configs", "cosmos", "cosmos_tiny_synthetic.py")
 TINY = ["model.student.encoder.visual.width=32", "model.student.encoder.visual.layers=1",
         "model.student.encoder.text.width=32", "model.student.encoder.text.layers=1",
-        "evaluation.synthetic.dataset.num_samples=6", "evaluation.segmentation.dataset.num_samples=4",
+        "evaluation.synthetic.dataset.num_samples=6",
+        "evaluation.segmentation.dataset.num_samples=4",
         "dataloader.train.num_workers=0"]
 
 
@@ -70,7 +71,8 @@ def test_encoder_selection_and_errors(cosmos_run, tmp_path) -> None:
     bad = _eval_net(["--config-file", COSMOS_CONFIG, "--checkpoint", ckpt, "--evaluators", "coco",
                      *TINY])
     assert bad.returncode == 2 and "unknown evaluator(s) ['coco']" in bad.stderr
-    bad = _eval_net(["--config-file", COSMOS_CONFIG, "--checkpoint", str(tmp_path / "no.pth"), *TINY])
+    bad = _eval_net(["--config-file", COSMOS_CONFIG, "--checkpoint", str(tmp_path / "no.pth"),
+                     *TINY])
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error:")
 
 

@@ -28,7 +28,8 @@ def test_topk_accuracy_by_hand() -> None:
     logits = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.5], [0.2, 0.3, 0.1]])
     labels = torch.tensor([1, 2, 2])
     out = topk_accuracy(logits, labels, ks=(1, 2, 5))
-    assert out == {"top1": pytest.approx(100 / 3), "top2": pytest.approx(200 / 3)}  # no top5: 3 classes
+    # no top5: 3 classes
+    assert out == {"top1": pytest.approx(100 / 3), "top2": pytest.approx(200 / 3)}
 
 
 def test_linear_probe_separates_separable_features() -> None:

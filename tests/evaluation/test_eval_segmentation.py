@@ -256,8 +256,8 @@ def test_benchmark_evaluator_on_fake_voc(tmp_path):
     _make(tmp_path, "voc21")
     model = build_dual_encoder("tiny-16").eval()
     ev = EVALUATORS.get("zeroshot_segmentation")("voc21", str(tmp_path), ClipTokenizer(77),
-                                                  templates=_TEMPLATES, short_side=32,
-                                                  slide_crop=32, slide_stride=16)
+                                                 templates=_TEMPLATES, short_side=32,
+                                                 slide_crop=32, slide_stride=16)
     assert isinstance(ev, SegmentationEvaluator)
     r = ev(model)
     per_class = [k for k in r if k.startswith("IoU/")]  # classes seen in GT or prediction only

@@ -87,7 +87,8 @@ def test_preempted_job_requeues_and_resumes_from_its_checkpoint(tmp_path, synthe
     assert f"resumed at step {stopped}" in log
     rank1 = open(os.path.join(run, "log.txt.rank1")).read()
     assert f"interrupted by SIGUSR2 after step {stopped}" in rank1  # both ranks stopped there
-    submitit_log = "".join(open(os.path.join(run, "submitit", job_id, f"{job_id}_0_log.{ext}")).read()
+    submitit_dir = os.path.join(run, "submitit", job_id)
+    submitit_log = "".join(open(os.path.join(submitit_dir, f"{job_id}_0_log.{ext}")).read()
                            for ext in ("out", "err"))
     assert "this job is preempted" in submitit_log and "Calling checkpoint method" in submitit_log
     rows = [r for r in _metric_rows(run) if "loss" in r]

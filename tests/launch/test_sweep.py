@@ -25,7 +25,8 @@ def test_grid_parsing_and_expansion() -> None:
                     ("train.seed", ["7"]), ("a.b", ["'x,y'", "z"])]
     points = S.expand(grid)
     assert len(points) == 2 * 2 * 1 * 2
-    assert points[0] == {"optimizer.lr": "1e-3", "model.x": "[1,2]", "train.seed": "7", "a.b": "'x,y'"}
+    assert points[0] == {"optimizer.lr": "1e-3", "model.x": "[1,2]", "train.seed": "7",
+                         "a.b": "'x,y'"}
     assert points[-1]["optimizer.lr"] == "5e-4" and points[-1]["a.b"] == "z"  # first axis slowest
     assert S.run_name({"model.distill_loss._target_": "losses.siglip", "optimizer.lr": "1e-3"}) == \
         "distill_loss=losses.siglip,lr=1e-3"

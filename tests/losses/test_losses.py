@@ -22,6 +22,7 @@ def test_infonce_asymmetric_by_hand() -> None:
     img = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     txt = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
     # logits img→txt = [[1, .6], [0, .8]]; txt→img = [[1, 0], [.6, .8]]
+
     def ce(row, target):
         return -(row[target] - math.log(sum(math.exp(v) for v in row)))
     i2t = (ce([1, .6], 0) + ce([0, .8], 1)) / 2

@@ -16,7 +16,7 @@ from cosmos.losses import (ClipInfoNCE, CosmosDistillLoss, SigLIPLoss, clip_list
 from cosmos.registry import LOSSES
 
 
-# -- direct transcriptions of §4.1 / §4.2 ------------------------------------------------------
+# -- direct transcriptions of the loss equations (official src/open_clip/loss.py) ------------------
 
 def _nce(a: torch.Tensor, b: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     """½·[CE(s·a bᵀ, diag) + CE(s·b aᵀ, diag)] on explicit logits."""

@@ -1,5 +1,6 @@
 """COSMOS meta-architecture against a direct transcription of the official equations
-(reference/cosmos-official.md §1.8 and §4), gradient routing (§4.2), and the frozen teacher."""
+(the official ``src/open_clip/model.py`` student forward and ``src/open_clip/loss.py``), gradient
+routing, and the frozen teacher."""
 from __future__ import annotations
 
 import math
@@ -46,8 +47,9 @@ def _mha(pooler, query, keys, key_padding_mask=None):
     d = w.shape[1]
     heads = pooler.attn.heads if hasattr(pooler.attn, "heads") else 8
     q = F.layer_norm(query, (d,), pooler.ln_q.weight, pooler.ln_q.bias) @ w[:d].T + bias[:d]
-    k = F.layer_norm(keys, (d,), pooler.ln_k.weight, pooler.ln_k.bias) @ w[d:2 * d].T + bias[d:2 * d]
-    v = F.layer_norm(keys, (d,), pooler.ln_k.weight, pooler.ln_k.bias) @ w[2 * d:].T + bias[2 * d:]
+    keys_normed = F.layer_norm(keys, (d,), pooler.ln_k.weight, pooler.ln_k.bias)
+    k = keys_normed @ w[d:2 * d].T + bias[d:2 * d]
+    v = keys_normed @ w[2 * d:].T + bias[2 * d:]
     hd = d // heads
     q, k, v = (t.view(t.shape[0], heads, hd).transpose(0, 1) for t in (q, k, v))  # (H, len, hd)
     scores = q @ k.transpose(1, 2) / math.sqrt(hd)
@@ -64,7 +66,8 @@ def _nce(a, b, scale):
 
 
 def _list(a_blocks, b_blocks, scale):
-    return sum(_nce(a, b, scale) for a in a_blocks for b in b_blocks) / (len(a_blocks) * len(b_blocks))
+    total = sum(_nce(a, b, scale) for a in a_blocks for b in b_blocks)
+    return total / (len(a_blocks) * len(b_blocks))
 
 
 def _reference_losses(model: COSMOS, globals_, locals_, tokens, mask_padding=False):
@@ -81,8 +84,9 @@ def _reference_losses(model: COSMOS, globals_, locals_, tokens, mask_padding=Fal
         s.image_cross_pooler, F_raw[i][b:b + 1], T[b],
         (torch.arange(L) > tokens[b, 0].argmax()) if mask_padding else None)[0], dim=-1)
         for b in range(B)]) for i in range(len(crops))]
-    Y = [torch.stack([F.normalize(E_raw[c][b] + _mha(s.text_cross_pooler, E_raw[c][b:b + 1], P[b])[0],
-                                  dim=-1) for b in range(B)]) for c in range(N_TXT)]
+    Y = [torch.stack([F.normalize(
+        E_raw[c][b] + _mha(s.text_cross_pooler, E_raw[c][b:b + 1], P[b])[0], dim=-1)
+        for b in range(B)]) for c in range(N_TXT)]
     v = [F.normalize(f, dim=-1) for f in F_raw[:N_GLOBAL]]
     e = [F.normalize(x, dim=-1) for x in E_raw]
     with torch.no_grad():
@@ -90,7 +94,8 @@ def _reference_losses(model: COSMOS, globals_, locals_, tokens, mask_padding=Fal
         w = [F.normalize(t.encoder.text(tokens[:, c])[0], dim=-1) for c in range(2)]
     tau_c, tau_d = s.encoder.logit_scale.exp(), s.distill_logit_scale.exp()
     clip = _list(v, e, tau_c)
-    distill = 0.25 * (_list(X, u, tau_d) + _list(X, w, tau_d) + _list(Y, u, tau_d) + _list(Y, w, tau_d))
+    distill = 0.25 * (_list(X, u, tau_d) + _list(X, w, tau_d)
+                      + _list(Y, u, tau_d) + _list(Y, w, tau_d))
     return clip, distill
 
 
@@ -145,18 +150,21 @@ def test_gradient_routing_per_term() -> None:
     # text_attn_cross_pool), text tower through caption-1 tokens, text_token_mapping
     x_loss = (out["img_cross"] @ teacher["text"][:B].T).sum()
     assert _grad_modules(model, x_loss) == {f"{enc}.visual", f"{enc}.text",
-                                            "student.image_cross_pooler", "student.text_token_mapping"}
+                                            "student.image_cross_pooler",
+                                            "student.text_token_mapping"}
     # text cross-modal embeddings Y: text tower, text_cross_pooler (official
     # visual.attn_cross_pool), image tower through G1 patches, image_token_mapping
     out = model.student_outputs(g, l, tok)
     y_loss = (out["txt_cross"] @ teacher["image"][:B].T).sum()
     assert _grad_modules(model, y_loss) == {f"{enc}.visual", f"{enc}.text",
-                                            "student.text_cross_pooler", "student.image_token_mapping"}
+                                            "student.text_cross_pooler",
+                                            "student.image_token_mapping"}
     # the whole objective: every student module, never the teacher
     full = model.forward_explicit(g, l, tok)["loss"]
     assert _grad_modules(model, full) == {f"{enc}.visual", f"{enc}.text", f"{enc}.logit_scale",
                                           "student.image_cross_pooler", "student.text_cross_pooler",
-                                          "student.image_token_mapping", "student.text_token_mapping",
+                                          "student.image_token_mapping",
+                                          "student.text_token_mapping",
                                           "student.distill_logit_scale"}
     assert all(p.grad is None for p in model.teacher.parameters())
 
@@ -176,7 +184,8 @@ def test_no_cross_attention_ablation_distils_own_embeddings() -> None:
     model = _model(cross_attention=False)
     g, l, tok = _inputs()
     out = model.student_outputs(g, l, tok)
-    assert torch.equal(out["img_cross"], out["image"]) and torch.equal(out["txt_cross"], out["text"])
+    assert torch.equal(out["img_cross"], out["image"])
+    assert torch.equal(out["txt_cross"], out["text"])
     assert torch.isfinite(model.forward_explicit(g, l, tok)["distill_loss"])
 
 

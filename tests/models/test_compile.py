@@ -29,7 +29,8 @@ def test_towers_compile_without_graph_breaks() -> None:
     vit = VisionTransformer(image_size=32, patch_size=16, width=32, layers=2, heads=4, output_dim=8)
     images = torch.randn(2, 3, 32, 32)
     assert torch.allclose(_fullgraph(vit, images)[0], vit(images)[0], atol=1e-5)
-    text = TextTransformer(context_length=16, vocab_size=100, width=32, layers=2, heads=4, output_dim=8)
+    text = TextTransformer(context_length=16, vocab_size=100, width=32, layers=2, heads=4,
+                           output_dim=8)
     tokens = torch.randint(1, 98, (2, 16))
     tokens[:, -1] = 99
     assert torch.allclose(_fullgraph(text, tokens)[0], text(tokens)[0], atol=1e-5)

@@ -1,8 +1,6 @@
 """Attention backends agree; towers have the OpenCLIP layout and behave (causality, pooling)."""
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 from open_clip import transformer as openclip_towers
@@ -97,7 +95,8 @@ def test_pos_embed_interpolation_rule() -> None:
 
 def test_text_tower_causal_and_eot_pooling() -> None:
     torch.manual_seed(0)
-    tower = TextTransformer(context_length=10, vocab_size=50, width=16, layers=2, heads=2, output_dim=8)
+    tower = TextTransformer(context_length=10, vocab_size=50, width=16, layers=2, heads=2,
+                            output_dim=8)
     tokens = torch.tensor([[48, 3, 4, 49, 0, 0, 0, 0, 0, 0], [48, 5, 49, 0, 0, 0, 0, 0, 0, 0]])
     pooled, feats = tower(tokens)
     assert pooled.shape == (2, 8) and feats.shape == (2, 10, 16)

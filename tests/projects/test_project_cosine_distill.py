@@ -13,7 +13,8 @@ from cosmos.config import LazyConfig, instantiate
 from cosmos.registry import LOSSES
 from tests.helpers import REPO
 
-CONFIG = os.path.join(REPO, "projects", "cosine_distill", "configs", "cosmos_cosine_tiny_synthetic.py")
+CONFIG = os.path.join(REPO, "projects", "cosine_distill", "configs",
+                      "cosmos_cosine_tiny_synthetic.py")
 
 
 def test_config_registers_and_swaps_the_loss() -> None:
@@ -42,9 +43,11 @@ def test_project_trains_from_the_stock_entry_point(tmp_path, synthetic_shards) -
     out = tmp_path / "run"
     tiny = [f"train.output_dir={out}", "train.max_iter=2", "train.eval_period=0",
             "dataloader.train.batch_size=2", "dataloader.train.num_workers=0",
-            f"dataloader.train.urls={synthetic_shards}", "evaluation.synthetic.dataset.num_samples=4",
+            f"dataloader.train.urls={synthetic_shards}",
+            "evaluation.synthetic.dataset.num_samples=4",
             "evaluation.segmentation.dataset.num_samples=2",
-            "dataloader.train.image_transform.global_size=32", "model.student.encoder.visual.image_size=32",
+            "dataloader.train.image_transform.global_size=32",
+            "model.student.encoder.visual.image_size=32",
             "model.student.encoder.visual.width=32", "model.student.encoder.visual.layers=1",
             "model.student.encoder.text.width=32", "model.student.encoder.text.layers=1"]
     env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1")
@@ -61,7 +64,8 @@ def test_project_trains_from_the_stock_entry_point(tmp_path, synthetic_shards) -
                          text=True, timeout=120)
     assert res.stdout.strip() == "CosineDistillLoss", res.stderr[-2000:]
     # the same swap as overrides on the core config, in a fresh process
-    code = ("from cosmos.engine.defaults import load_config; from cosmos.config import instantiate; "
+    code = ("from cosmos.engine.defaults import load_config; "
+            "from cosmos.config import instantiate; "
             "c = load_config('configs/cosmos/cosmos_tiny_synthetic.py', "
             "['+imports=[projects.cosine_distill.cosine_distill]', "
             "'model.distill_loss._target_=losses.cosine_distill']); "

@@ -1,10 +1,6 @@
 """Bad input gives one clear line (what and where), no traceback, and overwrites nothing."""
 from __future__ import annotations
 
-import os
-
-import pytest
-
 from tests.helpers import DEMO_CONFIG, run_train, tiny_overrides
 
 

@@ -125,7 +125,7 @@ def test_eval_only_of_initial_weights_on_request(tmp_path, synthetic_shards) -> 
 
 @pytest.mark.slow
 def test_eval_only_names_its_checkpoint_and_keeps_training_results(run_copy,
-                                                                  synthetic_shards) -> None:
+                                                                   synthetic_shards) -> None:
     before = _hashes(run_copy)
     res = run_train(["--eval-only"] + _args(run_copy, synthetic_shards))
     assert res.returncode == 0, res.stderr[-3000:]

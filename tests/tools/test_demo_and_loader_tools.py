@@ -41,7 +41,8 @@ def test_demo_trains_both_and_compares(tmp_path, synthetic_shards) -> None:
                            "segmentation mIoU"]                          # the first demo's rows
     row = dict(zip(labels, rows))
     clip = json.loads((out / "clip" / "eval" / "results.json").read_text())
-    assert float(row["full caption i2t R@1"][1]) == round(clip["student/synthetic/retrieval/i2t_R@1"], 1)
+    assert float(row["full caption i2t R@1"][1]) == \
+        round(clip["student/synthetic/retrieval/i2t_R@1"], 1)
     assert float(row["hard negative: small-object colour"][1]) == \
         round(clip["student/hard_negatives/small_color"], 1)
     cosmos = json.loads((out / "cosmos" / "eval" / "results.json").read_text())
@@ -73,7 +74,8 @@ def _check_report(out) -> None:
         image = np.asarray(Image.open(out / link).convert("L"), dtype=np.float32)
         assert image.shape[0] >= 200 and image.shape[1] >= 400, link
         assert image.std() > 5, f"{link} looks blank"
-    attention = json.loads(next((out / "report" / "attention" / "cosmos").glob("*.json")).read_text())
+    attention_file = next((out / "report" / "attention" / "cosmos").glob("*.json"))
+    attention = json.loads(attention_file.read_text())
     assert attention["source"].startswith("cross") and max(map(max, attention["patches"])) == 1.0
 
 

@@ -100,8 +100,8 @@ def test_every_command_of_the_page_runs(page) -> None:
         assert "step 2/2" in log
         result = json.load(open(os.path.join(runs, run, "eval", "results.json")))
         assert result["iter"] == 2
-        assert any("i2t_R@1" in k for k in result) and all(0 <= v <= 100 for k, v in
-                                                          result.items() if "R@" in k)
+        recalls = [v for k, v in result.items() if "R@" in k]
+        assert any("i2t_R@1" in k for k in result) and all(0 <= v <= 100 for v in recalls)
     evaluated = next(r for b, r in results.items() if "tools/eval_net.py" in b)
     assert "R@1" in evaluated.stdout + evaluated.stderr
 

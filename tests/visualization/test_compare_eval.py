@@ -12,7 +12,6 @@ from cosmos.visualization.curves import compare_eval, mean_std_series, seed_grou
 from tests.helpers import REPO
 
 
-
 def _run(root, name, evals):
     """A run directory with one loss row and ``{step: {metric: value}}`` evaluation files."""
     run = os.path.join(root, name)
