@@ -17,8 +17,8 @@ from cosmos.utils.errors import CheckpointError, ConfigError
 
 StateDict = Dict[str, torch.Tensor]
 
-# official key prefix → ours (reference/cosmos-official.md §1.7: the pooler owned by the vision
-# tower produces the *text*-side cross-modal embeddings, and vice versa)
+# official key prefix → ours (official ``src/open_clip/model.py``, ``transformer.py``: the pooler
+# owned by the vision tower produces the *text*-side cross-modal embeddings, and vice versa)
 _EXTRA_KEYS = (
     ("visual.attn_cross_pool.", "text_cross_pooler."),
     ("text_attn_cross_pool.", "image_cross_pooler."),

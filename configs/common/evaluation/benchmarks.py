@@ -1,7 +1,7 @@
 from cosmos.config import LazyCall as L
 from cosmos.data import ClipTokenizer
 
-# The paper's zero-shot benchmarks (reference §6), read from $COSMOS_EVAL_DATA (default
+# The paper's zero-shot benchmarks (arXiv 2412.01814), read from $COSMOS_EVAL_DATA (default
 # /datasets/eval) in their standard layouts (docs/evaluation.md). Use with
 #   tools/eval_net.py --config-file <model config> --eval-config configs/common/evaluation/benchmarks.py
 #       --checkpoint <ckpt> [--evaluators coco,flickr30k,imagenet,...]
