@@ -51,7 +51,8 @@ def _split(sd: Mapping[str, torch.Tensor], source: str) -> Tuple[StateDict, Stat
         key = key[len("module."):] if key.startswith("module.") else key
         for theirs, ours in _EXTRA_KEYS:
             if key.startswith(theirs):
-                extra[ours + key[len(theirs):]] = value.reshape(()) if key == "distill_logit_scale" else value
+                scalar = key == "distill_logit_scale"
+                extra[ours + key[len(theirs):]] = value.reshape(()) if scalar else value
                 break
         else:
             base[key] = value
