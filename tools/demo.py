@@ -188,10 +188,12 @@ def main(argv: Sequence[str]) -> None:
     plot(cols, chance, {name: read_losses(d) for name, d in dirs.items()},
          os.path.join(args.out, "comparison.png"))
     from cosmos.visualization.report import write_report
-    report = write_report(args.out, dirs, title="make demo: COSMOS and CLIP on the synthetic scenes",
+    report = write_report(args.out, dirs,
+                          title="make demo: COSMOS and CLIP on the synthetic scenes",
                           intro=[table, "![comparison](comparison.png)"])
     print("\n" + table)
-    print(f"written {args.out}/comparison.md, {args.out}/comparison.png and the run report {report}")
+    print(f"written {args.out}/comparison.md, {args.out}/comparison.png and the run report "
+          f"{report}")
 
 
 if __name__ == "__main__":

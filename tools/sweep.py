@@ -40,7 +40,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                      old=("--sweep-dir",))
     parser.add_argument("--launcher", choices=("auto", "slurm", "local"), default="auto",
                         help="auto: a SLURM job array when sbatch exists, else local runs")
-    parser.add_argument("--wait", action="store_true", help="SLURM: wait for the array, then collect")
+    parser.add_argument("--wait", action="store_true",
+                        help="SLURM: wait for the array, then collect")
     parser.add_argument("--collect", metavar="SWEEP_DIR", default="",
                         help="only gather the results of an earlier sweep")
     parser.add_argument("--metrics", type=comma_list, default=list(S.DEFAULT_METRICS),

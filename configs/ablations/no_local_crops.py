@@ -1,4 +1,5 @@
-# Ablation: no local image crops (global crops only). Override: dataloader.train.image_transform.num_local=0
+# Ablation: no local image crops (global crops only).
+# Override: dataloader.train.image_transform.num_local=0
 from ..cosmos.cosmos_tiny_synthetic import (  # noqa: F401
     dataloader, ema, evaluation, lr_multiplier, model, optimizer, train)
 

@@ -1,5 +1,5 @@
 # COSMOS ViT-B/16 on CC12M-recap (DreamLIP captions), 2,176 shards, 10,010,225 pairs
-# (official src/train_cc12m.sh; reference §5). 128 GPUs x 32 = global batch 4,096,
+# (official src/train_cc12m.sh). 128 GPUs x 32 = global batch 4,096,
 # EMA momentum 0.99, 32 epochs = 78,336 steps of 2,448 per epoch (the official loader's
 # epoch length). Shards live under $COSMOS_DATA (default /datasets); override
 # dataloader.train.urls to point elsewhere. Launch on the same number of GPUs to keep the

@@ -1,5 +1,5 @@
 # COSMOS ViT-B/16 on CC3M-recap (DreamLIP captions), 576 shards, 2,823,019 pairs
-# (official src/train_cc3m.sh; reference §5). 16 GPUs x 64 = global batch 1,024,
+# (official src/train_cc3m.sh). 16 GPUs x 64 = global batch 1,024,
 # EMA momentum 0.999, 32 epochs = 88,576 steps of 2,768 per epoch (the official loader's
 # epoch length). Shards live under $COSMOS_DATA (default /datasets); override
 # dataloader.train.urls to point elsewhere. Launch on the same number of GPUs to keep the

@@ -1,5 +1,5 @@
 # COSMOS ViT-B/16 on Merged-30M = YFCC15M + CC12M + CC3M recaptioned, 26,899,071 pairs
-# (official src/train_merged30m.sh; reference §5). 128 GPUs x 32 = global batch 4,096,
+# (official src/train_merged30m.sh). 128 GPUs x 32 = global batch 4,096,
 # EMA momentum 0.99, 32 epochs = 210,432 steps of 6,576 per epoch (the official loader's
 # epoch length). Shards live under $COSMOS_DATA (default /datasets); override
 # dataloader.train.urls to point elsewhere. Launch on the same number of GPUs to keep the

@@ -1,5 +1,5 @@
 # COSMOS ViT-B/16 on PixelProse, 1,700 shards, 15,037,386 pairs
-# (official src/train_pixelprose.sh; reference §5). 128 GPUs x 32 = global batch 4,096,
+# (official src/train_pixelprose.sh). 128 GPUs x 32 = global batch 4,096,
 # EMA momentum 0.99, 32 epochs = 117,760 steps of 3,680 per epoch (the official loader's
 # epoch length). Shards live under $COSMOS_DATA (default /datasets); override
 # dataloader.train.urls to point elsewhere. Launch on the same number of GPUs to keep the

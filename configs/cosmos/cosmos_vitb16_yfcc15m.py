@@ -1,5 +1,5 @@
 # COSMOS ViT-B/16 on YFCC15M-recap (DreamLIP captions), 3,637 shards, 14,065,827 pairs
-# (official src/train_yfcc15m.sh; reference §5). 128 GPUs x 32 = global batch 4,096,
+# (official src/train_yfcc15m.sh). 128 GPUs x 32 = global batch 4,096,
 # EMA momentum 0.99, 32 epochs = 110,080 steps of 3,440 per epoch (the official loader's
 # epoch length). Shards live under $COSMOS_DATA (default /datasets); override
 # dataloader.train.urls to point elsewhere. Launch on the same number of GPUs to keep the

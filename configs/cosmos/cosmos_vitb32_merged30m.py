@@ -1,5 +1,6 @@
-# COSMOS ViT-B/32 on the merged30m recipe of cosmos_vitb16_merged30m.py (the official B/32 checkpoints
-# were trained with the same scripts and --model ViT-B-32; reference §1.1, §5).
+# COSMOS ViT-B/32 on the merged30m recipe of cosmos_vitb16_merged30m.py (the official B/32
+# checkpoints were trained with the same scripts and --model ViT-B-32; official
+# src/open_clip/model_configs/ViT-B-32.json).
 from .cosmos_vitb16_merged30m import (  # noqa: F401
     dataloader, ema, evaluation, lr_multiplier, model, optimizer, train)
 

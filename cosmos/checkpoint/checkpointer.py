@@ -129,7 +129,8 @@ class Checkpointer:
             path = os.path.join(self.save_dir, name)
             if name and os.path.isfile(path):
                 return path
-            logger.warning("last_checkpoint points to missing %s; using the newest file instead", name)
+            logger.warning("last_checkpoint points to missing %s; using the newest file instead",
+                           name)
         existing = self.all_checkpoints()
         return existing[-1] if existing else None
 

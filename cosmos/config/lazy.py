@@ -301,7 +301,8 @@ def import_plugins(cfg: DictConfig, path: str = "config") -> None:
         try:
             importlib.import_module(module)
         except ImportError as err:
-            raise ConfigError(f"{path}: cannot import '{module}' listed in 'imports': {err}") from None
+            raise ConfigError(
+                f"{path}: cannot import '{module}' listed in 'imports': {err}") from None
 
 
 class LazyConfig:

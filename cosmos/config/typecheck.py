@@ -20,7 +20,8 @@ from omegaconf import DictConfig, ListConfig
 
 from cosmos.utils.errors import ConfigError
 
-__all__ = ["check_types", "check_section", "parameter_spec", "check_against", "check_like_old", "describe_value"]
+__all__ = ["check_types", "check_section", "parameter_spec", "check_against", "check_like_old",
+           "describe_value"]
 
 _UNKNOWN = object()  # "the checker cannot tell": a value of this spec always passes
 _SEQUENCES = (list, tuple, cabc.Sequence, cabc.MutableSequence, cabc.Iterable, cabc.Collection)

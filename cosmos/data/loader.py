@@ -35,7 +35,8 @@ def seed_torch(image_transform: Any, rng: random.Random) -> None:
 
 
 def collate(samples: List[Dict[str, Any]]) -> Dict[str, Any]:
-    """Stack per-sample dicts: tensors → (B, ...); lists of tensors → list of (B, ...); other → list."""
+    """Stack per-sample dicts: tensors → (B, ...); lists of tensors → list of (B, ...);
+    other → list."""
     out: Dict[str, Any] = {}
     for key in samples[0]:
         values = [s[key] for s in samples]
@@ -54,9 +55,11 @@ def collate(samples: List[Dict[str, Any]]) -> Dict[str, Any]:
 class _PairBatches(Dataset):
     """Map-style dataset over batch indices; item ``s`` is the whole batch ``s``."""
 
-    def __init__(self, dataset, image_transform: Callable, text_transform: Callable, tokenizer: Callable,
-                 batch_size: int, seed: int, rank: int, world_size: int) -> None:
-        self.dataset, self.image_transform, self.text_transform = dataset, image_transform, text_transform
+    def __init__(self, dataset, image_transform: Callable, text_transform: Callable,
+                 tokenizer: Callable, batch_size: int, seed: int, rank: int,
+                 world_size: int) -> None:
+        self.dataset = dataset
+        self.image_transform, self.text_transform = image_transform, text_transform
         self.tokenizer, self.batch_size, self.seed = tokenizer, batch_size, seed
         self.rank, self.world_size = rank, world_size
         self._perm_epoch, self._perm = -1, None

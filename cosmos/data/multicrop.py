@@ -1,4 +1,5 @@
-"""COSMOS multi-crop image views: DINO's recipe with CLIP statistics (reference §3.1).
+"""COSMOS multi-crop image views: DINO's recipe with CLIP statistics (arXiv
+2412.01814 §3; official ``src/open_clip/transform.py::DataAugmentationMulticrop``).
 
 Per image: ``num_global`` global views (default 2 × 224 px, scale (0.4, 1)) and ``num_local``
 local views (default 6 × 96 px, scale (0.05, 0.4)). Every view is RandomResizedCrop (bicubic,
@@ -7,7 +8,7 @@ ratio 3/4…4/3) → RGB → flip (p 0.5) → colour jitter (0.4, 0.4, 0.2, 0.1;
 Blur probability: global 1 → 1.0, global 2 → 0.1 (+ solarize p 0.2), local → 0.5; global views
 beyond the second reuse global 2's recipe. ``num_local=0`` is the "no local crops" ablation.
 
-RNG split (quirk 15): crop geometry, the flip and the jitter parameters come from torch's
+RNG split: crop geometry, the flip and the jitter parameters come from torch's
 global RNG (torchvision); the on/off gates of jitter, grayscale, blur and solarize and the blur
 radius come from the ``random.Random`` passed in (the official code uses Python's ``random``).
 The loader seeds both per sample, so a sample's views are replayable. ``torch_gates=True``

@@ -222,7 +222,7 @@ def apply_photometric(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
             if index is None:
                 continue
             x.index_copy_(0, index, _JITTER_OPS[op_id](x.index_select(0, index),
-                                                        factor(np.nonzero(mask)[0], column)))
+                                                       factor(np.nonzero(mask)[0], column)))
     gray = rows(p[:, COL["gray_on"]] > 0.5)
     if gray is not None:
         x.index_copy_(0, gray, to_gray(x.index_select(0, gray)).expand(-1, 3, -1, -1))

@@ -33,7 +33,8 @@ def bad_samples(counters: Mapping[str, object]) -> int:
 
 
 def as_metrics(counters: Mapping[str, object]) -> Dict[str, float]:
-    """``data/*`` scalars for the metrics log: good and bad counts, the bad fraction, each reason."""
+    """``data/*`` scalars for the metrics log: good and bad counts, the bad fraction, each
+    reason."""
     good, bad = int(counters.get("samples", 0)), bad_samples(counters)
     out = {"data/samples": float(good), "data/bad_samples": float(bad),
            "data/bad_fraction": bad / max(good + bad, 1)}

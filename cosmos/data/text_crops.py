@@ -1,4 +1,5 @@
-"""COSMOS text crops: sentences drawn from (long) captions (reference §3.2, quirks 14–15).
+"""COSMOS text crops: sentences drawn from (long) captions (arXiv 2412.01814 §3;
+official ``src/training/data.py::sample_dict``, mode ``textcrop``).
 
 A text policy maps a sample's captions dict and a ``random.Random`` to a list of strings
 (tokenised later to (num_captions, L)). Sentence pools are built with the official splitter,

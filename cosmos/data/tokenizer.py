@@ -1,4 +1,5 @@
-"""CLIP byte-level BPE tokenizer (the vocabulary ships inside open_clip_torch; nothing downloads)."""
+"""CLIP byte-level BPE tokenizer (the vocabulary ships inside open_clip_torch; nothing
+downloads)."""
 from __future__ import annotations
 
 from functools import lru_cache

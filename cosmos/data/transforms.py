@@ -26,7 +26,8 @@ class SingleCrop:
     def __init__(self, size: int = 224, scale: Tuple[float, float] = (0.9, 1.0),
                  mean: Sequence[float] = OPENAI_CLIP_MEAN, std: Sequence[float] = OPENAI_CLIP_STD):
         self.transform = T.Compose([
-            T.RandomResizedCrop(size, scale=tuple(scale), interpolation=T.InterpolationMode.BICUBIC),
+            T.RandomResizedCrop(size, scale=tuple(scale),
+                                interpolation=T.InterpolationMode.BICUBIC),
             T.Lambda(_to_rgb), T.ToTensor(), T.Normalize(mean, std)])
 
     def __call__(self, image, rng: Optional[random.Random] = None) -> Dict[str, torch.Tensor]:

@@ -99,7 +99,8 @@ def prepare_output_dir(path: str) -> str:
             f.write("ok")
         os.remove(probe)
     except OSError as exc:
-        raise CosmosError(f"output directory {path} is not writable: {exc.strerror or exc}") from None
+        raise CosmosError(
+            f"output directory {path} is not writable: {exc.strerror or exc}") from None
     return path
 
 
@@ -232,7 +233,8 @@ def evaluate(meta_arch: nn.Module, evaluators: Dict[str, Callable],
             prefix = f"{enc_name}/" if len(evaluators) == 1 else f"{enc_name}/{ev_name}/"
             for key, value in evaluator(encoder).items():
                 results[prefix + key] = value
-            logger.info("evaluated %s on %s in %.1f s", enc_name, ev_name, time.perf_counter() - start)
+            logger.info("evaluated %s on %s in %.1f s", enc_name, ev_name,
+                        time.perf_counter() - start)
     return results
 
 
@@ -282,7 +284,8 @@ def wrap_for_training(model: nn.Module, cfg: Any, device: torch.device) -> nn.Mo
             find_unused_parameters=bool(options.get("find_unused_parameters", False)))
     if strategy == "fsdp":
         amp = cfg.train.get("amp") or {}
-        precision = amp.get("dtype") if amp.get("enabled", False) and device.type == "cuda" else None
+        use_amp = amp.get("enabled", False) and device.type == "cuda"
+        precision = amp.get("dtype") if use_amp else None
         return wrap_fsdp(model, mixed_precision=precision)
     raise CosmosError(f"train.distributed.strategy must be 'ddp' or 'fsdp', got {strategy!r}")
 
@@ -397,8 +400,8 @@ def _restore(trainer: Trainer, checkpointer: Checkpointer, cfg: Any, resume: Any
     existing = checkpointer.all_checkpoints()
     if mode == "never" and existing:
         raise CosmosError(
-            f"{checkpointer.save_dir} already holds {len(existing)} checkpoint(s); drop --no-resume "
-            "to continue that run, or choose another train.output_dir")
+            f"{checkpointer.save_dir} already holds {len(existing)} checkpoint(s); "
+            "drop --no-resume to continue that run, or choose another train.output_dir")
     if mode == "latest" and not existing:
         raise CosmosError(f"--resume: no checkpoint in {checkpointer.save_dir} to continue from; "
                           "drop --resume to start a new run, or give --resume PATH")

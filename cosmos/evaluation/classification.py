@@ -1,4 +1,5 @@
-"""Zero-shot image classification with prompt ensembles (reference §6.2).
+"""Zero-shot image classification with prompt ensembles (official
+``src/training/zero_shot.py``).
 
 Class weight w_c = normalize(mean_t normalize(text(template_t(name_c)))); logits = img @ Wᵀ
 (the scale 100 of the official code does not change the ranking). Top-5 is reported only when
@@ -10,7 +11,7 @@ code, a random split is drawn with a seeded ``torch.Generator``:
 - caltech101: sizes round(n·3000/8677) / rest (= 3000 / 5677 on the full 8,677 images), seed 3072;
 - sun397: sizes round(n·19850/108754) train / same val / rest test (= 19850 / 19850 / 69054),
   seed 3072 + crc32(b"sun397") % 2048 (= 3072 + 575 = 3647). The official seed
-  ``3072 + hash("sun397") % 2048`` uses Python's per-process randomized string hash (bug, §6.2),
+  ``3072 + hash("sun397") % 2048`` uses Python's per-process randomized string hash (a bug),
   so its split cannot be reproduced; crc32 is a stable stand-in. The draw equals
 ``random_split(ds, sizes, generator=torch.Generator().manual_seed(seed))``.
 Sample order before the split is made deterministic (SUN397 image files are sorted).

@@ -24,7 +24,8 @@ def _image_and_label(item: Any) -> Tuple[Any, int]:
 @torch.no_grad()
 def extract_features(model: nn.Module, dataset: Sequence, transform: Callable, batch_size: int,
                      max_samples: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(features (N, D) normalised, labels (N,)) of ``dataset`` items ``(image, label)`` or dicts."""
+    """(features (N, D) normalised, labels (N,)) of ``dataset`` items ``(image, label)`` or
+    dicts."""
     device = module_device(model)
     n = min(len(dataset), max_samples or len(dataset))
     feats, labels = [], []
@@ -101,9 +102,12 @@ class ProbeEvaluator:
                  max_train: Optional[int] = None, max_test: Optional[int] = None) -> None:
         unknown = set(methods) - {"knn", "linear"}
         if unknown:
-            raise ValueError(f"unknown probe method(s) {sorted(unknown)}; use 'knn' and/or 'linear'")
-        self.train_dataset, self.test_dataset, self.transform = train_dataset, test_dataset, transform
-        self.num_classes, self.methods, self.k, self.temperature = num_classes, tuple(methods), k, temperature
+            raise ValueError(
+                f"unknown probe method(s) {sorted(unknown)}; use 'knn' and/or 'linear'")
+        self.train_dataset, self.test_dataset = train_dataset, test_dataset
+        self.transform = transform
+        self.num_classes, self.methods = num_classes, tuple(methods)
+        self.k, self.temperature = k, temperature
         self.epochs, self.lr, self.weight_decay = epochs, lr, weight_decay
         self.batch_size, self.max_train, self.max_test = batch_size, max_train, max_test
 
@@ -114,7 +118,8 @@ class ProbeEvaluator:
                                           self.batch_size, self.max_test)
         results: Dict[str, float] = {}
         if "knn" in self.methods:
-            scores = knn_predict(train_x, train_y, test_x, self.num_classes, self.k, self.temperature)
+            scores = knn_predict(train_x, train_y, test_x, self.num_classes, self.k,
+                                 self.temperature)
             results.update({f"knn_{k}": v for k, v in topk_accuracy(scores, test_y).items()})
         if "linear" in self.methods:
             probe = train_linear_probe(train_x, train_y, self.num_classes, self.epochs, self.lr,

@@ -22,7 +22,8 @@ def retrieval_metrics(similarity: torch.Tensor, text_to_image: torch.Tensor,
     text_to_image = torch.as_tensor(text_to_image, dtype=torch.long, device=sim.device)
     num_images, num_texts = sim.shape
     if text_to_image.shape != (num_texts,):
-        raise ValueError(f"text_to_image has shape {tuple(text_to_image.shape)}, expected ({num_texts},)")
+        raise ValueError(
+            f"text_to_image has shape {tuple(text_to_image.shape)}, expected ({num_texts},)")
     texts = torch.arange(num_texts, device=sim.device)
     positive = sim[text_to_image, texts]                               # (T,)
     t2i_rank = (sim > positive[None, :]).sum(dim=0)                    # (T,)
@@ -33,6 +34,7 @@ def retrieval_metrics(similarity: torch.Tensor, text_to_image: torch.Tensor,
     has_text = positive_mask.any(dim=1)
     out = {}
     for k in ks:
-        out[f"i2t_R@{k}"] = 100.0 * float((i2t_rank[has_text] < k).double().mean()) if has_text.any() else 0.0
+        out[f"i2t_R@{k}"] = (100.0 * float((i2t_rank[has_text] < k).double().mean())
+                             if has_text.any() else 0.0)
         out[f"t2i_R@{k}"] = 100.0 * float((t2i_rank < k).double().mean())
     return out

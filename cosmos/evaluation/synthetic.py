@@ -124,7 +124,8 @@ class SceneEvaluator:
         for k, v in retrieval_metrics(img @ small_txt.T, small_owner).items():
             results[f"small_object/{k}"] = v
         names = self.dataset.class_names() if hasattr(self.dataset, "class_names") else None
-        templates = self.dataset.prompt_templates() if hasattr(self.dataset, "prompt_templates") else None
+        has_templates = hasattr(self.dataset, "prompt_templates")
+        templates = self.dataset.prompt_templates() if has_templates else None
         if names and templates:
             weights = torch.stack([
                 F.normalize(embed_texts(model, self.tokenizer, [t.format(n) for t in templates],

@@ -1,4 +1,5 @@
-"""Zero-shot image↔text retrieval on Flickr30k / COCO (reference §6.1).
+"""Zero-shot image↔text retrieval on Flickr30k / COCO (official
+``src/training/train.py::zeroshot_evaluate_retrieval``).
 
 Images are decoded and embedded batch by batch (never all held decoded in memory); every caption
 is tokenized on its own (77 tokens). Recall@k follows :func:`retrieval_metrics` (CLIP_benchmark).

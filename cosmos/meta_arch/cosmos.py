@@ -92,8 +92,8 @@ class COSMOS(nn.Module):
         return self
 
     # -- student -----------------------------------------------------------------------
-    def _encode_images(self, global_crops: Sequence[torch.Tensor], local_crops: Sequence[torch.Tensor]
-                       ) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _encode_images(self, global_crops: Sequence[torch.Tensor],
+                       local_crops: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
         """One tower pass per resolution → pooled (n_crops·B, D) crop-major, G1 patch tokens.
 
         Without distillation the local crops (which feed only the distillation) are not encoded.
@@ -105,8 +105,10 @@ class COSMOS(nn.Module):
             pooled = torch.cat([pooled, visual(torch.cat(list(local_crops)))[0]])
         return pooled, tokens[:batch]
 
-    def _encode_texts(self, tokens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Pooled (n·B, D) caption-major, plus caption 1's token features (B, T, W) and ids (B, T)."""
+    def _encode_texts(self, tokens: torch.Tensor
+                      ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pooled (n·B, D) caption-major, plus caption 1's token features (B, T, W) and ids
+        (B, T)."""
         text = self.student.encoder.text
         batch = tokens.shape[0]
         rows = caption_major(tokens)
@@ -133,7 +135,8 @@ class COSMOS(nn.Module):
         return torch.cat(pooled), first[0], first[1]
 
     def student_outputs(self, global_crops: Sequence[torch.Tensor],
-                        local_crops: Sequence[torch.Tensor], tokens: torch.Tensor) -> Dict[str, torch.Tensor]:
+                        local_crops: Sequence[torch.Tensor],
+                        tokens: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Student features, as the official ``CLIP.forward(images, text, batch_size)`` forms them.
 
         Returns normalized ``image`` (n_img·B, D), ``text`` (n_txt·B, D), and the cross-modal
@@ -175,19 +178,22 @@ class COSMOS(nn.Module):
                 "text": enc.encode_text(global_rows, normalize=True)}
 
     # -- losses ------------------------------------------------------------------------
-    def forward_explicit(self, global_crops: Sequence[torch.Tensor], local_crops: Sequence[torch.Tensor],
+    def forward_explicit(self, global_crops: Sequence[torch.Tensor],
+                         local_crops: Sequence[torch.Tensor],
                          tokens: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Loss terms for explicit inputs (for comparisons with the official implementation)."""
         batch = tokens.shape[0]
         n_global = len(global_crops)
         s = self.student_outputs(global_crops, local_crops, tokens)
         scale = self.student.encoder.logit_scale.exp()
-        clip = self.clip_loss(_blocks(s["image"], batch)[:n_global], _blocks(s["text"], batch), scale)
+        clip = self.clip_loss(_blocks(s["image"], batch)[:n_global], _blocks(s["text"], batch),
+                              scale)
         losses = {"clip_loss": clip}
         total = self.clip_weight * clip
         if self.distillation:
             t = self.teacher_outputs(global_crops, tokens)
-            distill = self.distill_loss(_blocks(s["img_cross"], batch), _blocks(s["txt_cross"], batch),
+            distill = self.distill_loss(_blocks(s["img_cross"], batch),
+                                        _blocks(s["txt_cross"], batch),
                                         _blocks(t["image"], batch), _blocks(t["text"], batch),
                                         self.student.distill_logit_scale.exp())
             losses["distill_loss"] = distill

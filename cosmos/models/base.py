@@ -3,8 +3,8 @@
 A tower is an ``nn.Module`` registered in ``BACKBONES`` and built from a config node
 (``model.model.visual`` for CLIP, ``model.student.encoder.visual`` for COSMOS). The dual
 encoder, the COSMOS meta-architecture, the evaluators and FSDP rely on the members below;
-``tests/package/test_interfaces.py`` checks every registered backbone against them with a tiny forward
-pass at real shapes.
+``tests/package/test_interfaces.py`` checks every registered backbone against them with a tiny
+forward pass at real shapes.
 
 Image tower (:class:`ImageTower`):
 

@@ -17,8 +17,8 @@ from cosmos.utils.errors import CheckpointError, ConfigError
 
 StateDict = Dict[str, torch.Tensor]
 
-# official key prefix → ours (reference/cosmos-official.md §1.7: the pooler owned by the vision
-# tower produces the *text*-side cross-modal embeddings, and vice versa)
+# official key prefix → ours (official ``src/open_clip/model.py``, ``transformer.py``: the pooler
+# owned by the vision tower produces the *text*-side cross-modal embeddings, and vice versa)
 _EXTRA_KEYS = (
     ("visual.attn_cross_pool.", "text_cross_pooler."),
     ("text_attn_cross_pool.", "image_cross_pooler."),
@@ -51,7 +51,8 @@ def _split(sd: Mapping[str, torch.Tensor], source: str) -> Tuple[StateDict, Stat
         key = key[len("module."):] if key.startswith("module.") else key
         for theirs, ours in _EXTRA_KEYS:
             if key.startswith(theirs):
-                extra[ours + key[len(theirs):]] = value.reshape(()) if key == "distill_logit_scale" else value
+                scalar = key == "distill_logit_scale"
+                extra[ours + key[len(theirs):]] = value.reshape(()) if scalar else value
                 break
         else:
             base[key] = value

@@ -1,4 +1,5 @@
-"""The COSMOS student: a dual encoder plus the cross-modal modules (the unit the EMA teacher copies)."""
+"""The COSMOS student: a dual encoder plus the cross-modal modules (the unit the EMA teacher
+copies)."""
 from __future__ import annotations
 
 import math

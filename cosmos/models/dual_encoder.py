@@ -18,7 +18,8 @@ class DualEncoder(nn.Module):
     Embeddings are unnormalized unless ``normalize=True``.
     """
 
-    def __init__(self, visual: nn.Module, text: nn.Module, init_logit_scale: float = math.log(1 / 0.07),
+    def __init__(self, visual: nn.Module, text: nn.Module,
+                 init_logit_scale: float = math.log(1 / 0.07),
                  init_logit_bias: Optional[float] = None) -> None:
         super().__init__()
         self.visual = visual

@@ -15,7 +15,8 @@ class TextTransformer(nn.Module):
     """Token + position embeddings → causal blocks → ln_final → EOT row @ text_projection.
 
     The EOT position is the argmax of the token ids (EOT has the largest id in the CLIP vocab).
-    forward(tokens (B, L ≤ context_length)) → (pooled (B, output_dim), token features (B, L, width)).
+    forward(tokens (B, L ≤ context_length))
+        → (pooled (B, output_dim), token features (B, L, width)).
     ``causal``: positions after a text's EOT never change its pooled output, so callers may cut
     trailing padding columns.
     """
@@ -60,7 +61,8 @@ class TextTransformer(nn.Module):
     def forward(self, tokens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         length = tokens.shape[1]
         if length > self.context_length:
-            raise ValueError(f"text of {length} tokens exceeds context length {self.context_length}")
+            raise ValueError(
+                f"text of {length} tokens exceeds context length {self.context_length}")
         x = self.token_embedding(tokens) + self.positional_embedding[:length]
         x = self.ln_final(self.transformer(x, is_causal=True))
         eot = tokens.argmax(dim=-1)

@@ -26,7 +26,8 @@ def interpolate_pos_embed(pos_embed: torch.Tensor, grid_h: int, grid_w: int) -> 
     cls_pos, patch_pos = pos_embed[:1], pos_embed[1:]
     width = pos_embed.shape[-1]
     patch_pos = patch_pos.reshape(1, g, g, width).permute(0, 3, 1, 2)
-    patch_pos = F.interpolate(patch_pos.float(), scale_factor=((grid_h + 0.1) / g, (grid_w + 0.1) / g),
+    scale_factor = ((grid_h + 0.1) / g, (grid_w + 0.1) / g)
+    patch_pos = F.interpolate(patch_pos.float(), scale_factor=scale_factor,
                               mode="bicubic", align_corners=False).to(pos_embed.dtype)
     if patch_pos.shape[-2:] != (grid_h, grid_w):
         raise RuntimeError(f"positional interpolation gave {tuple(patch_pos.shape[-2:])}, "
@@ -47,7 +48,8 @@ class VisionTransformer(nn.Module):
                  grad_checkpointing: bool = False, quick_gelu: bool = False) -> None:
         super().__init__()
         if image_size % patch_size:
-            raise ValueError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
+            raise ValueError(
+                f"image_size {image_size} is not a multiple of patch_size {patch_size}")
         self.image_size, self.patch_size, self.width, self.output_dim = (
             image_size, patch_size, width, output_dim)
         grid = image_size // patch_size

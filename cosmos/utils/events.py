@@ -106,7 +106,8 @@ class ProgressPrinter:
         self._printed_iter = storage.iter
         latest = storage.latest()
         step_time = storage.median("time")
-        parts = [f"step {storage.iter}/{self.max_iter} ({100.0 * storage.iter / self.max_iter:.0f}%)"]
+        percent = 100.0 * storage.iter / self.max_iter
+        parts = [f"step {storage.iter}/{self.max_iter} ({percent:.0f}%)"]
         losses = [f"{k} {storage.median(k):.4f}" for k in sorted(latest) if k.endswith("loss")]
         parts.append(" ".join(losses))
         if "lr" in latest:
@@ -117,7 +118,8 @@ class ProgressPrinter:
             parts.append(f"data {storage.median('data_time'):.3f}s")
         bad = latest.get("data/bad_samples", (0.0, 0))[0]
         if bad:
-            parts.append(f"skipped {int(bad)} bad samples ({100 * latest['data/bad_fraction'][0]:.2f}%)")
+            bad_percent = 100 * latest["data/bad_fraction"][0]
+            parts.append(f"skipped {int(bad)} bad samples ({bad_percent:.2f}%)")
         if step_time:
             seconds = step_time * max(0, self.max_iter - storage.iter)
             count, eval_seconds = self.eval_eta(storage.iter) if self.eval_eta else (0, None)

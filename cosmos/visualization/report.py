@@ -150,7 +150,8 @@ def write_report(out_dir: str, runs: Mapping[str, str], title: str = "Run report
         lines += [_image(compare, out_dir, "loss curves of all runs"), ""]
     for label, run_dir in runs.items():
         plots = plot_curves(run_dir)
-        lines += [f"### {label}", "", *(f"- [{os.path.basename(p)}]({_rel(p, out_dir)})" for p in plots), ""]
+        links = [f"- [{os.path.basename(p)}]({_rel(p, out_dir)})" for p in plots]
+        lines += [f"### {label}", "", *links, ""]
         losses = next((p for p in plots if p.endswith("losses.png")), None)
         if losses:
             lines += [_image(losses, out_dir, f"{label} losses"), ""]

@@ -4,7 +4,8 @@ from cosmos.data import ClipTokenizer, ResumableLoader
 # The built-in synthetic scenes: a resumable training stream and a held-out evaluator.
 dataloader = dict(
     train=L(ResumableLoader)(
-        dataset=L("datasets.synthetic_scenes")(num_samples=20000, image_size=64, split="train", seed=0),
+        dataset=L("datasets.synthetic_scenes")(
+            num_samples=20000, image_size=64, split="train", seed=0),
         image_transform=L("image_crops.clip_single")(size=64, scale=(0.9, 1.0)),
         text_transform=L("text_crops.full_caption")(pool="long"),
         tokenizer=L(ClipTokenizer)(context_length=77),

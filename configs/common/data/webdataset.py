@@ -1,9 +1,10 @@
 from cosmos.config import LazyCall as L
 from cosmos.data import ClipTokenizer, ShardStream
 
-# Paper-scale COSMOS data (reference §3, §5): recaptioned webdataset shards with the captions
-# pre-split into sentences (raw, short and long pools), 2 global 224 px + 6 local 96 px image
-# crops, 8 text crops, per-GPU batch 64 (CC3M) or 32 (the larger sets), 16 loader workers per GPU.
+# Paper-scale COSMOS data (arXiv 2412.01814; official src/training/data.py): recaptioned
+# webdataset shards with the captions pre-split into sentences (raw, short and long pools),
+# 2 global 224 px + 6 local 96 px image crops, 8 text crops, per-GPU batch 64 (CC3M) or 32 (the
+# larger sets), 16 loader workers per GPU.
 # `urls` is set by the dataset config; COSMOS_DATA (env) is the root of the shard folders.
 dataloader = dict(
     train=L(ShardStream)(

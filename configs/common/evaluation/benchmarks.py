@@ -1,9 +1,10 @@
 from cosmos.config import LazyCall as L
 from cosmos.data import ClipTokenizer
 
-# The paper's zero-shot benchmarks (reference §6), read from $COSMOS_EVAL_DATA (default
+# The paper's zero-shot benchmarks (arXiv 2412.01814), read from $COSMOS_EVAL_DATA (default
 # /datasets/eval) in their standard layouts (docs/evaluation.md). Use with
-#   tools/eval_net.py --config-file <model config> --eval-config configs/common/evaluation/benchmarks.py
+#   tools/eval_net.py --config-file <model config>
+#       --eval-config configs/common/evaluation/benchmarks.py
 #       --checkpoint <ckpt> [--evaluators coco,flickr30k,imagenet,...]
 _ROOT = "${oc.env:COSMOS_EVAL_DATA,/datasets/eval}"
 _VIEW = L("image_crops.clip_eval")(size=224)
@@ -12,7 +13,8 @@ _TOKENIZER = L(ClipTokenizer)(context_length=77)
 evaluation = dict(
     # retrieval: COCO val2017 with all its captions and Flickr30k's official (Karpathy val) file,
     # as the official code evaluates them
-    coco=L("evaluators.retrieval")(root=f"{_ROOT}/coco", annotation="annotations/captions_val2017.json",
+    coco=L("evaluators.retrieval")(root=f"{_ROOT}/coco",
+                                   annotation="annotations/captions_val2017.json",
                                    layout="coco", transform=_VIEW, tokenizer=_TOKENIZER),
     flickr30k=L("evaluators.retrieval")(root=f"{_ROOT}/flickr30k-images",
                                         annotation="flickr30k_val.json", layout="flickr_official",
@@ -26,9 +28,11 @@ evaluation = dict(
         transform=_VIEW, tokenizer=_TOKENIZER),
     # segmentation (SCLIP protocol, correlative self-attention in the last block as the
     # official inference script uses it)
-    voc20=L("evaluators.zeroshot_segmentation")(dataset_name="voc20", root=f"{_ROOT}/VOCdevkit/VOC2012",
+    voc20=L("evaluators.zeroshot_segmentation")(dataset_name="voc20",
+                                                root=f"{_ROOT}/VOCdevkit/VOC2012",
                                                 tokenizer=_TOKENIZER, use_csa=True),
-    voc21=L("evaluators.zeroshot_segmentation")(dataset_name="voc21", root=f"{_ROOT}/VOCdevkit/VOC2012",
+    voc21=L("evaluators.zeroshot_segmentation")(dataset_name="voc21",
+                                                root=f"{_ROOT}/VOCdevkit/VOC2012",
                                                 tokenizer=_TOKENIZER, use_csa=True),
     context59=L("evaluators.zeroshot_segmentation")(dataset_name="context59",
                                                     root=f"{_ROOT}/VOCdevkit/VOC2010",

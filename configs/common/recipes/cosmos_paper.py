@@ -4,7 +4,7 @@ from ..optim import AdamW as optimizer
 from ..schedule import lr_multiplier
 from ..train import train
 
-# The official COSMOS recipe (reference §5, src/train_*.sh), ViT-B/16: AdamW lr 5e-4, betas
+# The official COSMOS recipe (official src/train_*.sh), ViT-B/16: AdamW lr 5e-4, betas
 # (0.9, 0.98), eps 1e-8, weight decay 0.5 (not on norms, biases, class embedding, logit scales),
 # 2,000 warmup steps then cosine to 0, 32 epochs, fp16 autocast with a GradScaler, no gradient
 # clipping, seed 0, constant EMA momentum (set per dataset). Dataset configs set the shards, the

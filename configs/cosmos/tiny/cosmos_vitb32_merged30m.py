@@ -3,8 +3,8 @@
 from ..cosmos_vitb32_merged30m import (  # noqa: F401
     dataloader, ema, lr_multiplier, model, optimizer, train)
 from ...common.data.synthetic import evaluation  # noqa: F401
-from ...common.tiny_twin import (TINY_DATA, TINY_MERGED_URLS, TINY_TEXT, TINY_TRAIN, TINY_VISUAL_B32, TINY_VIEWS,
-                                 TINY_WARMUP)
+from ...common.tiny_twin import (TINY_DATA, TINY_MERGED_URLS, TINY_TEXT, TINY_TRAIN,
+                                 TINY_VISUAL_B32, TINY_VIEWS, TINY_WARMUP)
 
 model.student.encoder.visual.update(TINY_VISUAL_B32)
 model.student.encoder.text.update(TINY_TEXT)

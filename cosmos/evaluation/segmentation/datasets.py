@@ -40,7 +40,7 @@ from cosmos.utils.errors import DataError
 
 @dataclass(frozen=True)
 class SegDatasetSpec:
-    """Evaluation settings of one benchmark (SCLIP configs, reference §6.3)."""
+    """Evaluation settings of one benchmark (SCLIP configs, official ``training/seg_configs``)."""
 
     name: str
     class_lines: Tuple[str, ...]

@@ -1,9 +1,9 @@
 """Dense (per-patch) image features for training-free segmentation, SCLIP style.
 
 Patch tokens after ``ln_post`` are multiplied by ``visual.proj`` (the CLS projection, not the
-COSMOS token mapping; reference §6.3) and L2-normalised. Optionally the last block's
-self-attention is swapped for SCLIP's Correlative Self-Attention (CSA) through a forward hook on
-that block, so the model code is untouched:
+COSMOS token mapping; official ``src/training/clip_segmentor.py``) and L2-normalised.
+Optionally the last block's self-attention is swapped for SCLIP's Correlative Self-Attention
+(CSA) through a forward hook on that block, so the model code is untouched:
 
     A = softmax(q qᵀ / √d) + softmax(k kᵀ / √d)   (per head; q, k, v from the packed in-proj
     x ← x + out_proj(A v) with q, k, v of LN₁(x);  x ← x + MLP(LN₂ x)

@@ -1,4 +1,5 @@
-"""Training-free zero-shot semantic segmentation (SCLIP protocol, reference §6.3).
+"""Training-free zero-shot semantic segmentation (SCLIP protocol, as in the
+official ``src/seg_eval.py`` and ``src/training/clip_segmentor.py``).
 
 Per image: keep-ratio resize → SCLIP normalisation → sliding-window dense cosine logits against
 the class text embeddings → resize to the label size → ×logit_scale → softmax over query names →

@@ -1,4 +1,5 @@
-"""SCLIP test-time preprocessing and sliding-window inference (reference §6.3).
+"""SCLIP test-time preprocessing and sliding-window inference (official
+``src/training/clip_segmentor.py``, after SCLIP).
 
 * keep-ratio resize: scale = min(long_max / long side, short / short side) (mmcv
   ``rescale_size``), new size ``int(x · scale + 0.5)``, bilinear, rounded back to 0–255 integers
