@@ -280,7 +280,8 @@ def test_bad_inputs_are_one_line_errors(runs, tmp_path, capsys) -> None:
     ckpt, image = _ckpt(runs["cosmos"]), runs["image"]
     cases = [
         (["--image", str(tmp_path / "missing.png")], "image not found"),
-        (["--config-file", CLIP_CONFIG], "does not fit the model"),     # other architecture
+        # other architecture: the checkpoint's metadata names both
+        (["--config-file", CLIP_CONFIG], "holds a COSMOS, but this config builds a CLIP"),
         (["--config-file", COSMOS_CONFIG], "size mismatch"),            # other widths
         (["--caption", "   "], "has no words"),
     ]
